@@ -1,0 +1,6 @@
+from .arch import ArchSpec, BlockSpec, SpecError, count, load_spec
+from .backbones import AtomNASNet
+from .layers import AtomicBlock
+
+__all__ = ['ArchSpec', 'BlockSpec', 'SpecError', 'count', 'load_spec',
+           'AtomNASNet', 'AtomicBlock']

@@ -1,0 +1,158 @@
+"""The MACs / params model: arithmetic on an :class:`ArchSpec`, no torch.
+
+Counting convention of the paper (its "FLOPs" are multiply-accumulates),
+batch 1:
+
+* conv: ``Cin * Cout * kh * kw * Hout * Wout / groups``, bias not counted;
+* linear: ``in * out``; global average pool: ``C * H * W``;
+* SE: the channel-wise multiply ``C * H * W`` plus its two 1x1 convs;
+* BN, activations and dropout: free.
+
+Params are conv and linear weights and biases (BN excluded, as in the
+paper's tables); ``params_with_bn`` adds the BN affine parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence, Tuple, Union
+
+from .spec import ArchSpec, BlockSpec, SpecLike, load_spec
+
+Size = Union[int, Sequence[int]]
+
+
+def _size(input_size: Size) -> Tuple[int, int]:
+    if isinstance(input_size, int):
+        return input_size, input_size
+    h, w = input_size
+    return int(h), int(w)
+
+
+def _down(hw: Tuple[int, int], stride: int) -> Tuple[int, int]:
+    # A conv with padding k // 2 (odd k) gives ceil(H / stride).
+    return -(-hw[0] // stride), -(-hw[1] // stride)
+
+
+def se_channels(spec: ArchSpec, block: BlockSpec) -> int:
+    """Squeeze width of a block's SE module (0 when SE is off)."""
+    if spec.se_ratio <= 0:
+        return 0
+    return max(1, int(round(spec.se_ratio * block.in_channels)))
+
+
+@dataclass
+class BlockCost:
+    """Cost of one searchable block.
+
+    Attributes:
+        macs: MACs of the whole block.
+        params: Conv params of the block (BN excluded).
+        in_hw: Input resolution (H, W).
+        out_hw: Output resolution (H, W).
+        atom_macs: Kernel size -> MACs of one atom of that kernel: its
+            channel's share of the expand conv at the input resolution, of
+            its depthwise conv and of the project conv at the output
+            resolution.
+    """
+    macs: int
+    params: int
+    in_hw: Tuple[int, int]
+    out_hw: Tuple[int, int]
+    atom_macs: Dict[int, int]
+
+
+@dataclass
+class CostReport:
+    """What :func:`count` returns."""
+    macs: int
+    params: int
+    params_with_bn: int
+    blocks: List[BlockCost] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(macs=self.macs, params=self.params,
+                    params_with_bn=self.params_with_bn)
+
+
+def atom_macs(block: BlockSpec, kernel: int, in_hw: Tuple[int, int],
+              out_hw: Tuple[int, int]) -> int:
+    """MACs that one atom (one expanded channel of ``kernel``) costs."""
+    hin, win = in_hw
+    hout, wout = out_hw
+    return (block.in_channels * hin * win + kernel * kernel * hout * wout +
+            block.out_channels * hout * wout)
+
+
+def count(spec: SpecLike, input_size: Size = 224,
+          num_classes: int = 1000) -> CostReport:
+    """Count MACs and params of a spec.
+
+    Args:
+        spec: The spec, or anything :func:`load_spec` accepts.
+        input_size: Input (H, W) or one side; batch 1.
+        num_classes: Width of the final linear classifier; 0 to count the
+            backbone only (then the global pool is not counted either).
+
+    Returns:
+        CostReport: totals and per-block costs, including each atom's MACs.
+    """
+    spec = load_spec(spec)
+    hw = _size(input_size)
+    macs = params = bn = 0
+
+    # Stem: 3x3 stride-2 conv.
+    hw = _down(hw, 2)
+    area = hw[0] * hw[1]
+    macs += 3 * spec.stem_channels * 9 * area
+    params += 3 * spec.stem_channels * 9
+    bn += 2 * spec.stem_channels
+
+    # Fixed first block: depthwise k x k + 1x1 project (expansion 1).
+    k = spec.first_kernel
+    macs += spec.stem_channels * k * k * area
+    macs += spec.stem_channels * spec.first_channels * area
+    params += spec.stem_channels * k * k + spec.stem_channels * spec.first_channels
+    bn += 2 * (spec.stem_channels + spec.first_channels)
+
+    blocks = []
+    for b in spec.blocks:
+        in_hw, out_hw = hw, _down(hw, b.stride)
+        ain, aout = in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]
+        e = b.num_atoms
+        m = b.in_channels * e * ain  # expand
+        p = b.in_channels * e
+        for kk, n in b.kernels.items():  # depthwise per kernel
+            m += n * kk * kk * aout
+            p += n * kk * kk
+        m += e * b.out_channels * aout  # project
+        p += e * b.out_channels
+        s = se_channels(spec, b) if e else 0
+        if s:
+            m += e * aout + 2 * e * s  # multiply + reduce + expand
+            p += 2 * e * s + e + s  # two 1x1 convs with bias
+        if e:
+            bn += 2 * (2 * e + b.out_channels)
+        macs += m
+        params += p
+        blocks.append(
+            BlockCost(m, p, in_hw, out_hw,
+                      {kk: atom_macs(b, kk, in_hw, out_hw)
+                       for kk in b.kernels}))
+        hw = out_hw
+
+    # Head: 1x1 conv, global pool, linear classifier.
+    cin = spec.blocks[-1].out_channels if spec.blocks else spec.first_channels
+    area = hw[0] * hw[1]
+    macs += cin * spec.head_channels * area
+    params += cin * spec.head_channels
+    bn += 2 * spec.head_channels
+    if num_classes:
+        macs += spec.head_channels * area
+        macs += spec.head_channels * num_classes
+        params += spec.head_channels * num_classes + num_classes
+    return CostReport(macs, params, params + bn, blocks)
+
+
+def atom_costs(spec: SpecLike, input_size: Size = 224) -> List[Dict[int, int]]:
+    """Per block, kernel size -> MACs of one atom (see :func:`count`)."""
+    return [b.atom_macs for b in count(spec, input_size).blocks]

@@ -1,0 +1,3 @@
+from .atomnas import AtomNASNet
+
+__all__ = ['AtomNASNet']

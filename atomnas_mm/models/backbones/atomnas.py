@@ -1,0 +1,209 @@
+"""AtomNASNet: one backbone class for the supernet and every searched net."""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Union
+
+import torch
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...registry import MODELS
+from ..arch.cost import se_channels
+from ..arch.spec import ArchSpec, SpecLike, load_spec
+from ..layers import AtomicBlock, FirstBlock, make_act
+
+MEMORY_FORMATS = {
+    'channels_last': torch.channels_last,
+    'contiguous': torch.contiguous_format,
+}
+
+
+@MODELS.register_module()
+class AtomNASNet(BaseModule):
+    """The AtomNAS backbone, built from an architecture spec.
+
+    Stages (the indices of ``out_indices`` and ``frozen_stages``)::
+
+        0        stem 3x3 s2 + fixed first block        stride 2
+        1 .. S   the spec's stages of searchable blocks (a stage starts
+                 where a block changes resolution or width)
+        S + 1    1x1 conv to ``head_channels``           stride 32
+
+    For the supernet and the published nets S = 6, so the indices are
+    0..7 at strides 2, 4, 8, 16, 16, 32, 32, 32 with 16, 24, 40, 80, 96,
+    192, 320, 1280 channels.
+
+    Args:
+        arch: The spec: a shipped name (``'supernet'``, ``'atomnas_c'``...),
+            a JSON path, a dict, or an :class:`ArchSpec`.
+        out_indices: Stages whose outputs are returned; negative indices
+            count from the end. Default: the head only.
+        frozen_stages: Stages ``0 .. frozen_stages`` are frozen (eval mode,
+            no gradient); -1 freezes nothing.
+        norm_cfg: Config of every norm layer (mmcv's ``build_norm_layer``).
+        norm_eval: Keep every BN (incl. SyncBN and mmengine's converted BN)
+            in eval mode while training.
+        act: Override the spec's activation (``'relu'`` / ``'swish'``).
+        se_ratio: Override the spec's SE ratio.
+        memory_format: ``'channels_last'`` (default; depthwise convs run
+            2-4x faster on CPU) or ``'contiguous'``.
+        init_cfg: Initialisation config. Default: convs N(0, sqrt(2 /
+            fan_out)) with depthwise fan_out = k * k, BN gamma 1, beta 0.
+    """
+
+    def __init__(self,
+                 arch: SpecLike = 'supernet',
+                 out_indices: Sequence[int] = (-1, ),
+                 frozen_stages: int = -1,
+                 norm_cfg: dict = dict(type='BN'),
+                 norm_eval: bool = False,
+                 act: Optional[str] = None,
+                 se_ratio: Optional[float] = None,
+                 memory_format: str = 'channels_last',
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        spec = load_spec(arch)
+        if act is not None:
+            make_act(act)  # validates the name
+            spec.activation = act
+        if se_ratio is not None:
+            spec.se_ratio = float(se_ratio)
+        if memory_format not in MEMORY_FORMATS:
+            raise ValueError(f'memory_format must be one of '
+                             f'{sorted(MEMORY_FORMATS)}, got {memory_format!r}')
+        self.memory_format = memory_format
+        self.norm_cfg = norm_cfg
+        self.norm_eval = norm_eval
+        self.head_channels = spec.head_channels
+        self.activation = spec.activation
+        self.se_ratio = spec.se_ratio
+
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, spec.stem_channels, 3, 2, 1, bias=False),
+            build_norm_layer(norm_cfg, spec.stem_channels)[1],
+            make_act(spec.activation))
+        self.first = FirstBlock(spec.stem_channels, spec.first_channels,
+                                spec.first_kernel, spec.activation, norm_cfg)
+        self.blocks = nn.ModuleList([
+            AtomicBlock(b, spec.activation, se_channels(spec, b), norm_cfg)
+            for b in spec.blocks
+        ])
+        last = spec.blocks[-1].out_channels if spec.blocks \
+            else spec.first_channels
+        self.head = nn.Sequential(
+            nn.Conv2d(last, spec.head_channels, 1, bias=False),
+            build_norm_layer(norm_cfg, spec.head_channels)[1],
+            make_act(spec.activation))
+
+        # Stage boundaries follow from channels and strides, which never
+        # change during the search, so they are fixed here.
+        self.stage_ends = spec.stage_ends()
+        self.stage_channels = [spec.first_channels] + [
+            spec.blocks[i].out_channels for i in self.stage_ends
+        ] + [spec.head_channels]
+        num_stages = len(self.stage_channels)
+        self.out_indices = []
+        for i in out_indices:
+            j = i + num_stages if i < 0 else i
+            if not 0 <= j < num_stages:
+                raise ValueError(f'out_indices: {i} is out of range for a net '
+                                 f'with {num_stages} stages (0..'
+                                 f'{num_stages - 1})')
+            self.out_indices.append(j)
+        if not -1 <= frozen_stages < num_stages:
+            raise ValueError(f'frozen_stages: must be in -1..{num_stages - 1}, '
+                             f'got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.to(memory_format=MEMORY_FORMATS[memory_format])
+        self._freeze_stages()
+
+    # ----------------------------------------------------------- queries
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of each output, in ``out_indices`` order (e.g. an FPN's
+        ``in_channels``)."""
+        return [self.stage_channels[i] for i in self.out_indices]
+
+    @property
+    def arch_spec(self) -> ArchSpec:
+        """The net's current spec (it changes as the search removes
+        atoms)."""
+        first = self.first
+        return ArchSpec(
+            stem_channels=first.dw_conv.in_channels,
+            first_channels=first.project_conv.out_channels,
+            blocks=[b.spec() for b in self.blocks],
+            head_channels=self.head_channels,
+            activation=self.activation,
+            se_ratio=self.se_ratio,
+            first_kernel=first.dw_conv.kernel_size[0])
+
+    def stage_modules(self, stage: int) -> List[nn.Module]:
+        if stage == 0:
+            return [self.stem, self.first]
+        if stage == len(self.stage_channels) - 1:
+            return [self.head]
+        start = self.stage_ends[stage - 2] + 1 if stage > 1 else 0
+        return list(self.blocks[start:self.stage_ends[stage - 1] + 1])
+
+    # ----------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> tuple:
+        """(N, 3, H, W) -> tuple of (N, C_i, H / s_i, W / s_i), one per
+        ``out_indices`` entry, in ascending stage order."""
+        x = x.contiguous(memory_format=MEMORY_FORMATS[self.memory_format])
+        outs = []
+        x = self.first(self.stem(x))
+        if 0 in self.out_indices:
+            outs.append(x)
+        stage = 1
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.stage_ends:
+                if stage in self.out_indices:
+                    outs.append(x)
+                stage += 1
+        if stage in self.out_indices:
+            outs.append(self.head(x))
+        return tuple(outs)
+
+    # ----------------------------------------------------------- training
+    def _freeze_stages(self) -> None:
+        for stage in range(self.frozen_stages + 1):
+            for m in self.stage_modules(stage):
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'AtomNASNet':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def restore_memory_format(self) -> None:
+        """Re-apply the memory format (after surgery created new
+        parameters); parameter objects are kept."""
+        self.to(memory_format=MEMORY_FORMATS[self.memory_format])
+
+    # ----------------------------------------------------------- init
+    def init_weights(self) -> None:
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                kh, kw = m.kernel_size
+                fan_out = m.out_channels // m.groups * kh * kw
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        self._is_init = True

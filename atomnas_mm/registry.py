@@ -1,0 +1,31 @@
+"""Registries of the ``atomnas_mm`` scope.
+
+Children of mmengine's root registries, so a config in the mmpretrain or
+mmdet scope finds our classes as ``type='atomnas_mm.AtomNASNet'``, and a
+config in our own scope (``default_scope='atomnas_mm'``) finds them by bare
+name while still reaching everything registered in mmengine's root.
+"""
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as \
+    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
+from mmengine.registry import Registry
+
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='atomnas_mm',
+    locations=['atomnas_mm.models'])
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='atomnas_mm',
+    locations=['atomnas_mm.engine'])
+OPTIMIZERS = Registry(
+    'optimizer', parent=MMENGINE_OPTIMIZERS, scope='atomnas_mm',
+    locations=['atomnas_mm.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='atomnas_mm',
+    locations=['atomnas_mm.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='atomnas_mm',
+    locations=['atomnas_mm.engine'])
