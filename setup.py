@@ -29,7 +29,7 @@ def add_mim_extension() -> None:
         return
     mim_path = osp.join(HERE, 'atomnas_mm', '.mim')
     os.makedirs(mim_path, exist_ok=True)
-    for name in ('configs', 'tools'):
+    for name in ('configs', 'tools', 'model-index.yml'):
         src = osp.join(HERE, name)
         dst = osp.join(mim_path, name)
         if osp.islink(dst) or osp.isfile(dst):
@@ -38,6 +38,8 @@ def add_mim_extension() -> None:
             shutil.rmtree(dst)
         if mode == 'symlink':
             os.symlink(osp.relpath(src, mim_path), dst)
+        elif osp.isfile(src):
+            shutil.copyfile(src, dst)
         else:
             shutil.copytree(src, dst)
 
@@ -64,6 +66,7 @@ if __name__ == '__main__':
                                         'benchmarks')),
         include_package_data=True,
         package_data={'atomnas_mm': ['.mim/configs/**/*', '.mim/tools/**/*',
+                                     '.mim/model-index.yml',
                                      'models/arch/specs/*.json']},
         python_requires='>=3.9',
         # mmcv and mmpretrain are installed by tools/setup_env.sh (mmcv needs

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# bash tools/dist_train.sh CONFIG GPUS [train.py options...]
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# On a machine without a GPU the processes run on the CPU with gloo.
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+DIR=$(cd "$(dirname "$0")" && pwd)
+PYTHON=${PYTHON:-python}
+
+PYTHONPATH="$DIR/..":$PYTHONPATH \
+exec "$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$DIR/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"
