@@ -1,6 +1,7 @@
-from .atomic_block import AtomicBlock, DepthwiseBranch, ParamSlice, make_act
+from .atomic_block import AtomBranch, AtomicBlock, make_act
 from .first_block import FirstBlock
 from .se import SqueezeExcite
+from .surgery import ParamSlice
 
-__all__ = ['FirstBlock', 'AtomicBlock', 'DepthwiseBranch', 'ParamSlice', 'SqueezeExcite',
-           'make_act']
+__all__ = ['AtomBranch', 'AtomicBlock', 'FirstBlock', 'ParamSlice',
+           'SqueezeExcite', 'make_act']
