@@ -33,11 +33,20 @@ def _down(hw: Tuple[int, int], stride: int) -> Tuple[int, int]:
     return -(-hw[0] // stride), -(-hw[1] // stride)
 
 
-def se_channels(spec: ArchSpec, block: BlockSpec) -> int:
-    """Squeeze width of a block's SE module (0 when SE is off)."""
+def se_channels(spec: ArchSpec, in_channels: int) -> int:
+    """Squeeze width of the SE module of a block with ``in_channels``
+    inputs (0 when SE is off)."""
     if spec.se_ratio <= 0:
         return 0
-    return max(1, int(round(spec.se_ratio * block.in_channels)))
+    return max(1, int(round(spec.se_ratio * in_channels)))
+
+
+def _se_cost(channels: int, squeeze: int, area: int) -> Tuple[int, int]:
+    """(MACs, params) of SE on ``channels``: multiply + two 1x1 convs."""
+    if not squeeze:
+        return 0, 0
+    return channels * area + 2 * channels * squeeze, \
+        2 * channels * squeeze + channels + squeeze
 
 
 @dataclass
@@ -107,11 +116,14 @@ def count(spec: SpecLike, input_size: Size = 224,
     params += 3 * spec.stem_channels * 9
     bn += 2 * spec.stem_channels
 
-    # Fixed first block: depthwise k x k + 1x1 project (expansion 1).
+    # Fixed first block: depthwise k x k [+ SE] + 1x1 project (expansion 1).
     k = spec.first_kernel
     macs += spec.stem_channels * k * k * area
     macs += spec.stem_channels * spec.first_channels * area
     params += spec.stem_channels * k * k + spec.stem_channels * spec.first_channels
+    m, p = _se_cost(spec.stem_channels,
+                    se_channels(spec, spec.stem_channels), area)
+    macs, params = macs + m, params + p
     bn += 2 * (spec.stem_channels + spec.first_channels)
 
     blocks = []
@@ -126,10 +138,9 @@ def count(spec: SpecLike, input_size: Size = 224,
             p += n * kk * kk
         m += e * b.out_channels * aout  # project
         p += e * b.out_channels
-        s = se_channels(spec, b) if e else 0
-        if s:
-            m += e * aout + 2 * e * s  # multiply + reduce + expand
-            p += 2 * e * s + e + s  # two 1x1 convs with bias
+        if e:
+            se_m, se_p = _se_cost(e, se_channels(spec, b.in_channels), aout)
+            m, p = m + se_m, p + se_p
         if e:
             bn += 2 * (2 * e + b.out_channels)
         macs += m

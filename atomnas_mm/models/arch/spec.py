@@ -150,8 +150,10 @@ class ArchSpec:
         blocks: The searchable blocks, in order.
         head_channels: Channels of the final 1x1 conv.
         activation: ``'relu'`` or ``'swish'``.
-        se_ratio: Squeeze-and-excitation ratio (0 disables SE). The squeeze
-            width of a block is ``round(se_ratio * in_channels)``.
+        se_ratio: Squeeze-and-excitation ratio (0 disables SE). SE sits in
+            every block, the fixed first one included (this reproduces the
+            published "+" MACs), on the depthwise output; its squeeze width
+            is ``round(se_ratio * block input channels)``.
     """
     stem_channels: int
     first_channels: int

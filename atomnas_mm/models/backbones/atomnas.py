@@ -86,9 +86,11 @@ class AtomNASNet(BaseModule):
             build_norm_layer(norm_cfg, spec.stem_channels)[1],
             make_act(spec.activation))
         self.first = FirstBlock(spec.stem_channels, spec.first_channels,
-                                spec.first_kernel, spec.activation, norm_cfg)
+                                spec.first_kernel, spec.activation, norm_cfg,
+                                se_channels(spec, spec.stem_channels))
         self.blocks = nn.ModuleList([
-            AtomicBlock(b, spec.activation, se_channels(spec, b), norm_cfg)
+            AtomicBlock(b, spec.activation, se_channels(spec, b.in_channels),
+                        norm_cfg)
             for b in spec.blocks
         ])
         last = spec.blocks[-1].out_channels if spec.blocks \

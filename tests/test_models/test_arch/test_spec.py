@@ -1,0 +1,110 @@
+import copy
+import json
+
+import pytest
+
+from atomnas_mm.models.arch import ArchSpec, SpecError, load_spec, shipped_specs
+
+
+def test_shipped_specs_load():
+    assert set(shipped_specs()) >= {'supernet', 'supernet_stem16',
+                                    'atomnas_a', 'atomnas_b', 'atomnas_c'}
+    sn = load_spec('supernet')
+    assert sn.stem_channels == 32 and load_spec('supernet_stem16'
+                                                ).stem_channels == 16
+    assert len(sn.blocks) == 21 and sn.num_atoms == 31392
+    assert sn.head_channels == 1280 and sn.activation == 'relu'
+    assert load_spec('atomnas_a').stem_channels == 16
+
+
+def test_residual_follows_from_spec():
+    sn = load_spec('supernet')
+    res = [b.has_residual for b in sn.blocks]
+    # A stage's first block never has one (incl. 80->96 and 192->320).
+    firsts = [0, 4, 8, 12, 16, 20]
+    assert [i for i, r in enumerate(res) if not r] == firsts
+    assert not sn.first_has_residual and \
+        load_spec('supernet_stem16').first_has_residual
+
+
+def test_published_zero_kernel_is_dropped():
+    # AtomNAS-A block 5 (index 3): k3:14 k5:1 k7:0.
+    assert load_spec('atomnas_a').blocks[3].kernels == {3: 14, 5: 1}
+
+
+def test_json_round_trip(tmp_path):
+    spec = load_spec('atomnas_c')
+    path = tmp_path / 'c.json'
+    spec.dump(str(path))
+    assert load_spec(str(path)) == spec
+    assert json.loads(path.read_text())['blocks'][0]['kernels'] == {
+        '3': 15, '5': 23, '7': 13}
+
+
+def test_inline_dict_and_spec_objects(tiny_spec):
+    spec = load_spec(tiny_spec)
+    assert load_spec(spec) == spec and load_spec(spec.to_dict()) == spec
+
+
+def _bad(tiny_spec, mutate):
+    data = copy.deepcopy(tiny_spec)
+    mutate(data)
+    with pytest.raises(SpecError) as err:
+        ArchSpec.from_dict(data)
+    msg = str(err.value)
+    assert '\n' not in msg
+    return msg
+
+
+def test_unknown_key(tiny_spec):
+    msg = _bad(tiny_spec, lambda d: d['blocks'][1].update(expand=6))
+    assert 'blocks[1]' in msg and "'expand'" in msg
+    msg = _bad(tiny_spec, lambda d: d.update(width_mult=1.0))
+    assert "'width_mult'" in msg
+
+
+def test_kernel_without_channel_count(tiny_spec):
+    msg = _bad(tiny_spec, lambda d: d['blocks'][2]['kernels'].update({'5': None}))
+    assert 'blocks[2].kernels.5' in msg and 'no channel count' in msg
+
+
+@pytest.mark.parametrize('k', ['4', '0', '-3'])
+def test_even_or_non_positive_kernel(tiny_spec, k):
+    msg = _bad(tiny_spec, lambda d: d['blocks'][0]['kernels'].update({k: 3}))
+    assert 'blocks[0].kernels' in msg and 'odd and positive' in msg
+
+
+def test_bad_stride(tiny_spec):
+    msg = _bad(tiny_spec, lambda d: d['blocks'][3].update(stride=3))
+    assert 'blocks[3].stride' in msg
+
+
+def test_negative_channels(tiny_spec):
+    msg = _bad(tiny_spec, lambda d: d['blocks'][1]['kernels'].update({'3': -2}))
+    assert 'blocks[1].kernels.3' in msg
+    msg = _bad(tiny_spec, lambda d: d['blocks'][1].update(out_channels=-16))
+    assert 'blocks[1].out_channels' in msg
+
+
+def test_block_without_atoms_needs_residual(tiny_spec):
+    # Stride 2: cannot become the identity.
+    msg = _bad(tiny_spec, lambda d: d['blocks'][2].update(kernels={}))
+    assert 'blocks[2].kernels' in msg and 'no atoms and no residual' in msg
+    # With a residual it is the identity, and that is valid.
+    data = copy.deepcopy(tiny_spec)
+    data['blocks'][1]['kernels'] = {'3': 0, '5': 0}
+    assert ArchSpec.from_dict(data).blocks[1].is_identity
+
+
+def test_channels_must_chain(tiny_spec):
+    msg = _bad(tiny_spec, lambda d: d['blocks'][2].update(in_channels=20))
+    assert 'blocks[2].in_channels' in msg
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"stem_channels": 16,')
+    with pytest.raises(SpecError, match='bad.json: not valid JSON'):
+        load_spec(str(bad))
+    with pytest.raises(SpecError, match='no shipped spec'):
+        load_spec('atomnas_z')
