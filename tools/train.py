@@ -52,7 +52,10 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        # Keep the L1 penalty when the config uses it.
+        penalized = 'AtomNASOptimWrapper' in cfg.optim_wrapper.get('type', '')
+        cfg.optim_wrapper.type = 'atomnas_mm.AtomNASAmpOptimWrapper' \
+            if penalized else 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
         cfg.resume = True

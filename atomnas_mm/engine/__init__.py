@@ -1,2 +1,8 @@
-from .hooks import *  # noqa: F401,F403
-from .optimizers import *  # noqa: F401,F403
+from .hooks import BNRecalibrationHook, DynamicShrinkHook
+from .optimizers import (AtomNASAmpOptimWrapper, AtomNASOptimWrapper,
+                         AtomNASOptimWrapperConstructor, RMSpropTF)
+from .recalibrate import recalibrate_bn
+
+__all__ = ['BNRecalibrationHook', 'DynamicShrinkHook', 'AtomNASOptimWrapper',
+           'AtomNASAmpOptimWrapper', 'AtomNASOptimWrapperConstructor',
+           'RMSpropTF', 'recalibrate_bn']

@@ -1,1 +1,4 @@
-__all__ = []
+from .bn_recalibration_hook import BNRecalibrationHook
+from .shrink_hook import DynamicShrinkHook
+
+__all__ = ['BNRecalibrationHook', 'DynamicShrinkHook']

@@ -1,1 +1,6 @@
-__all__ = []
+from .l1_penalty import (AtomNASAmpOptimWrapper, AtomNASOptimWrapper,
+                         AtomNASOptimWrapperConstructor, L1PenaltyMixin)
+from .rmsprop_tf import RMSpropTF
+
+__all__ = ['AtomNASOptimWrapper', 'AtomNASAmpOptimWrapper',
+           'AtomNASOptimWrapperConstructor', 'L1PenaltyMixin', 'RMSpropTF']

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Union
+import re
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from mmcv.cnn import build_norm_layer
@@ -12,8 +13,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
 from ..arch.cost import se_channels
-from ..arch.spec import ArchSpec, SpecLike, load_spec
-from ..layers import AtomicBlock, FirstBlock, make_act
+from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
+from ..layers import AtomicBlock, FirstBlock, ParamSlice, make_act
+
+_BRANCH_KEY = re.compile(r'blocks\.(\d+)\.branches\.k(\d+)\.dw_conv\.weight$')
 
 MEMORY_FORMATS = {
     'channels_last': torch.channels_last,
@@ -187,6 +190,85 @@ class AtomNASNet(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
+
+    # ----------------------------------------------------------- surgery
+    def keep_atoms(self, plan: Mapping[int, Mapping[int, torch.Tensor]]
+                   ) -> List[ParamSlice]:
+        """Keep only the given atoms of the given blocks.
+
+        Args:
+            plan: Block index -> (kernel size -> indices of atoms to keep),
+                as :meth:`AtomicBlock.keep_atoms` takes it; blocks not in
+                the plan are untouched.
+
+        Returns:
+            list[ParamSlice]: every parameter replaced or dropped.
+        """
+        records: List[ParamSlice] = []
+        for i, keep in plan.items():
+            records += self.blocks[i].keep_atoms(keep)
+        self.restore_memory_format()
+        return records
+
+    def reshape_to(self, spec: SpecLike, source: str = 'spec'
+                   ) -> List[ParamSlice]:
+        """Shrink the net's structure to ``spec`` (same skeleton, at most as
+        many atoms), keeping the first atoms of each kernel. Used before
+        loading weights saved from a shrunk net, which then overwrite them.
+
+        Args:
+            spec: The target spec.
+            source: What the spec came from, for error messages.
+
+        Raises:
+            SpecError: the spec is not a sub-net of this net.
+        """
+        spec = load_spec(spec)
+        mine = self.arch_spec
+        if len(spec.blocks) != len(mine.blocks) or \
+                spec.stem_channels != mine.stem_channels or \
+                spec.first_channels != mine.first_channels:
+            raise SpecError(f'{source}: was saved from another architecture '
+                            f'({len(spec.blocks)} blocks, stem '
+                            f'{spec.stem_channels}) than this net '
+                            f'({len(mine.blocks)} blocks, stem '
+                            f'{mine.stem_channels})')
+        plan = {}
+        for i, (want, have) in enumerate(zip(spec.blocks, mine.blocks)):
+            if (want.in_channels, want.out_channels, want.stride) != \
+                    (have.in_channels, have.out_channels, have.stride):
+                raise SpecError(
+                    f'{source}: blocks[{i}] is {want.in_channels}->'
+                    f'{want.out_channels} stride {want.stride}, this net has '
+                    f'{have.in_channels}->{have.out_channels} stride '
+                    f'{have.stride} (another architecture)')
+            for k, n in want.kernels.items():
+                if n > have.kernels.get(k, 0):
+                    raise SpecError(
+                        f'{source}: blocks[{i}] has {n} atoms of kernel {k}, '
+                        f'this net only {have.kernels.get(k, 0)} (another '
+                        'architecture: build the net from that spec)')
+            if want.kernels != have.kernels:
+                plan[i] = {k: torch.arange(n) for k, n in want.kernels.items()}
+        return self.keep_atoms(plan)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A checkpoint of a shrunk net holds fewer atoms than this net:
+        # take its structure from its weights' shapes before they are copied.
+        blocks: Dict[int, Dict[int, int]] = {}
+        for key, value in state_dict.items():
+            if key.startswith(prefix):
+                m = _BRANCH_KEY.match(key[len(prefix):])
+                if m:
+                    blocks.setdefault(int(m.group(1)), {})[int(
+                        m.group(2))] = value.shape[0]
+        if blocks:
+            spec = self.arch_spec
+            for i, b in enumerate(spec.blocks):
+                b.kernels = dict(sorted(blocks.get(i, {}).items()))
+            if spec != self.arch_spec:
+                self.reshape_to(spec, 'state dict')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def restore_memory_format(self) -> None:
         """Re-apply the memory format (after surgery created new
