@@ -70,3 +70,29 @@ def demo_cfg(work_dir, data_root, arch=None, max_epochs=1, subset=None,
     cfg.default_hooks.checkpoint.interval = 1
     cfg.merge_from_dict(overrides)
     return cfg
+
+
+def search_cfg(work_dir, data_root, arch, max_epochs=2, subset=128,
+               lam=0.5, interval=2, **overrides):
+    """A tiny, aggressive search on the digits: SGD with a strong penalty
+    and a loose threshold, so atoms die within a few iterations; shrink
+    checks every ``interval`` iterations."""
+    cfg = demo_cfg(work_dir, data_root, arch, max_epochs=max_epochs,
+                   subset=subset)
+    cfg.optim_wrapper = dict(
+        type='atomnas_mm.AtomNASOptimWrapper',
+        constructor='atomnas_mm.AtomNASOptimWrapperConstructor',
+        optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-5),
+        penalty=dict(weight=lam, ramp_epochs=0, input_size=16))
+    cfg.param_scheduler = []
+    cfg.train_dataloader.batch_size = 32
+    cfg.custom_hooks = [
+        dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.5,
+             threshold=0.3, delta=0, interval=interval, by_epoch=False,
+             input_size=16, num_classes=10, deploy_recalib_batches=2),
+        dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
+        dict(type='atomnas_mm.BNRecalibrationHook', num_batches=2,
+             progress=False),
+    ]
+    cfg.merge_from_dict(overrides)
+    return cfg

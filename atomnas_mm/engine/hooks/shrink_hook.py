@@ -197,10 +197,11 @@ class DynamicShrinkHook(Hook):
         if plan is None:
             return False
         before = self.macs
-        removed = sum(int(m.sum()) for m in masks.values())
+        atoms = find_backbone(runner.model).arch_spec.num_atoms
         self.apply(runner, plan)
+        removed = atoms - find_backbone(runner.model).arch_spec.num_atoms
         print_log(f'AtomNAS shrink at epoch {runner.epoch}, iter {runner.iter}'
-                  f': removed {removed} atoms ({dead_macs:,} MACs); '
+                  f': removed {removed} atoms; '
                   f'{before / 1e6:.2f}M -> {self.macs / 1e6:.2f}M MACs',
                   logger='current')
         self._write_spec(runner, f'iter_{runner.iter}.json')

@@ -96,7 +96,7 @@ class L1PenaltyMixin:
             pen = self.penalty()
             hub = MessageHub.get_current_instance()
             hub.update_scalar('train/l1_lambda', lam)
-            hub.update_scalar('train/l1_penalty', float(pen))
+            hub.update_scalar('train/l1_penalty', float(pen.detach()))
             if lam > 0:
                 loss = loss + lam * pen.to(loss.dtype)
         super().update_params(loss, step_kwargs, zero_kwargs)
@@ -135,8 +135,9 @@ class AtomNASOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def __init__(self, optim_wrapper_cfg: dict,
                  paramwise_cfg: Optional[dict] = None) -> None:
         paramwise_cfg = dict(paramwise_cfg or {})
-        paramwise_cfg.setdefault('norm_decay_mult', 0.0)
-        paramwise_cfg.setdefault('bias_decay_mult', 0.0)
+        if optim_wrapper_cfg.get('optimizer', {}).get('weight_decay'):
+            paramwise_cfg.setdefault('norm_decay_mult', 0.0)
+            paramwise_cfg.setdefault('bias_decay_mult', 0.0)
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module):

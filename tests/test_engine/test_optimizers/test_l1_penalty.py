@@ -1,0 +1,137 @@
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmengine.registry import DefaultScope
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from atomnas_mm.engine import AtomNASOptimWrapper
+from atomnas_mm.models.arch import load_spec
+from atomnas_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+
+def _classifier(arch):
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='atomnas_mm.AtomNASNet', arch=arch),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=3,
+                      in_channels=load_spec(arch).head_channels)))
+
+
+def _wrapper(model, **penalty):
+    penalty.setdefault('input_size', 32)
+    cfg = dict(type='atomnas_mm.AtomNASOptimWrapper',
+               optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-5),
+               penalty=penalty)
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(type='AtomNASOptimWrapperConstructor', optim_wrapper_cfg=cfg))
+    return constructor(model)
+
+
+def _set_progress(it, max_iters=100, max_epochs=10):
+    hub = MessageHub.get_current_instance()
+    hub.update_info('iter', it)
+    hub.update_info('max_iters', max_iters)
+    hub.update_info('max_epochs', max_epochs)
+
+
+def test_costs_are_normalised_to_mean_one(tiny_spec):
+    wrapper = _wrapper(_classifier(tiny_spec), weight=1e-4)
+    spec = load_spec(tiny_spec)
+    total = sum(n * wrapper.atom_cost(i, k) for i, b in enumerate(spec.blocks)
+                for k, n in b.kernels.items())
+    assert total / spec.num_atoms == pytest.approx(1.0)
+    # Bigger kernels and higher resolutions cost more.
+    assert wrapper.atom_cost(0, 7) > wrapper.atom_cost(0, 3)
+    assert wrapper.atom_cost(1, 3) > wrapper.atom_cost(3, 3)
+
+
+def test_equal_penalty(tiny_spec):
+    wrapper = _wrapper(_classifier(tiny_spec), weight=1e-4,
+                       equal_penalty=True)
+    assert {wrapper.atom_cost(i, k) for i in range(4)
+            for k in (3, 5, 7)} == {1.0}
+
+
+def test_lambda_ramps_per_iteration(tiny_spec):
+    wrapper = _wrapper(_classifier(tiny_spec), weight=2e-4, ramp_epochs=2)
+    # 10 iterations per epoch: the ramp spans 20 iterations.
+    for it, expected in [(0, 0.0), (5, 5e-5), (10, 1e-4), (20, 2e-4),
+                         (50, 2e-4)]:
+        _set_progress(it)
+        assert wrapper.current_lambda() == pytest.approx(expected)
+
+
+def test_penalty_gradient_on_gammas(tiny_spec):
+    model = _classifier(tiny_spec)
+    wrapper = _wrapper(model, weight=0.01)
+    _set_progress(100)
+    bn = model.backbone.blocks[1].branches['k5'].dw_bn
+    with torch.no_grad():
+        bn.weight[0] = -0.5
+    before = bn.weight.detach().clone()
+    zero_loss = sum(p.sum() for p in model.parameters()) * 0
+    wrapper.update_params(zero_loss)
+    c = wrapper.atom_cost(1, 5)
+    step = before - bn.weight.detach()
+    # SGD: lr * (lambda * c * sign(gamma)); BN has no weight decay.
+    assert torch.allclose(step, 0.1 * 0.01 * c * before.sign(), atol=1e-7)
+    hub = MessageHub.get_current_instance()
+    assert hub.get_scalar('train/l1_lambda').current() == 0.01
+    assert hub.get_scalar('train/l1_penalty').current() > 0
+
+
+def test_gradient_accumulation_counts_penalty_once(tiny_spec):
+    model = _classifier(tiny_spec)
+    cfg = dict(type='atomnas_mm.AtomNASOptimWrapper', accumulative_counts=2,
+               optimizer=dict(type='SGD', lr=0.1),
+               penalty=dict(weight=0.01, input_size=32))
+    wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(type='AtomNASOptimWrapperConstructor',
+             optim_wrapper_cfg=cfg))(model)
+    wrapper.initialize_count_status(model, 0, 2)
+    _set_progress(100)
+    bn = model.backbone.blocks[0].branches['k3'].dw_bn
+    before = bn.weight.detach().clone()
+    for _ in range(2):
+        wrapper.update_params(sum(p.sum() for p in model.parameters()) * 0)
+    step = before - bn.weight.detach()
+    assert torch.allclose(step, torch.full_like(step, 0.1 * 0.01 *
+                                                wrapper.atom_cost(0, 3)))
+
+
+def test_no_weight_decay_on_bn_or_bias(tiny_spec):
+    model = _classifier(tiny_spec)
+    wrapper = _wrapper(model, weight=1e-4)
+    decay = {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            decay[id(p)] = group['weight_decay']
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            assert decay[id(m.weight)] == 0 and decay[id(m.bias)] == 0
+    assert decay[id(model.head.fc.bias)] == 0
+    assert decay[id(model.head.fc.weight)] == 1e-5
+    assert decay[id(model.backbone.stem[0].weight)] == 1e-5
+
+
+@pytest.mark.parametrize('bad', [dict(weight=-1e-4), dict(ramp_epochs=-1),
+                                 dict(lamda=1e-4)])
+def test_bad_penalty_config(tiny_spec, bad):
+    with pytest.raises(ValueError, match='penalty'):
+        AtomNASOptimWrapper(torch.optim.SGD([torch.nn.Parameter(
+            torch.ones(1))], lr=0.1), penalty=bad)
+
+
+def test_model_without_atomnas_backbone():
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='MobileNetV2', widen_factor=0.25),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=1280)))
+    with pytest.raises(ValueError, match='no AtomNASNet backbone'):
+        _wrapper(model, weight=1e-4)
