@@ -26,7 +26,7 @@ def _wrapper(model, **penalty):
                optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-5),
                penalty=penalty)
     constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
-        dict(type='AtomNASOptimWrapperConstructor', optim_wrapper_cfg=cfg))
+        dict(type='atomnas_mm.AtomNASOptimWrapperConstructor', optim_wrapper_cfg=cfg))
     return constructor(model)
 
 
@@ -89,7 +89,7 @@ def test_gradient_accumulation_counts_penalty_once(tiny_spec):
                optimizer=dict(type='SGD', lr=0.1),
                penalty=dict(weight=0.01, input_size=32))
     wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(
-        dict(type='AtomNASOptimWrapperConstructor',
+        dict(type='atomnas_mm.AtomNASOptimWrapperConstructor',
              optim_wrapper_cfg=cfg))(model)
     wrapper.initialize_count_status(model, 0, 2)
     _set_progress(100)
