@@ -29,3 +29,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='atomnas_mm',
     locations=['atomnas_mm.engine'])
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS  # noqa: E402,E501
+
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS,
+    scope='atomnas_mm', locations=['atomnas_mm.engine'])

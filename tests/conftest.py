@@ -96,3 +96,20 @@ def search_cfg(work_dir, data_root, arch, max_epochs=2, subset=128,
     ]
     cfg.merge_from_dict(overrides)
     return cfg
+
+
+@pytest.fixture(scope='session')
+def tiny_imagenet(tmp_path_factory):
+    """An ImageNet-style tree (train/ and val/, 1000 class folders, one
+    32x32 JPEG each), which mmpretrain's ``ImageNet`` accepts."""
+    import numpy as np
+    from PIL import Image
+    root = tmp_path_factory.mktemp('imagenet')
+    rng = np.random.default_rng(0)
+    for split in ('train', 'val'):
+        for c in range(1000):
+            d = root / split / f'n{c:08d}'
+            d.mkdir(parents=True)
+            img = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(img).save(d / '0.JPEG', quality=80)
+    return str(root)

@@ -1,0 +1,3 @@
+from .epoch_step_lr import EpochStepLR
+
+__all__ = ['EpochStepLR']
