@@ -284,6 +284,13 @@ class ArchSpec:
             ends.append(len(self.blocks) - 1)
         return ends
 
+    def stage_channels(self) -> List[int]:
+        """Output channels of each stage as :class:`AtomNASNet` numbers them:
+        stem + first block, each stage of searchable blocks, the head."""
+        return [self.first_channels] + [
+            self.blocks[i].out_channels for i in self.stage_ends()
+        ] + [self.head_channels]
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ArchSpec) and self.to_dict() == other.to_dict()
 

@@ -16,6 +16,33 @@ from ..arch.cost import se_channels
 from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
 from ..layers import AtomicBlock, FirstBlock, ParamSlice, make_act
 
+def spec_from_checkpoint(path: str) -> ArchSpec:
+    """The spec stored in a checkpoint's ``meta['atomnas_spec']``.
+
+    Raises:
+        SpecError: one line naming the file when it is missing, is not a
+            checkpoint or holds no spec.
+    """
+    import os.path as osp
+    if not osp.isfile(path):
+        raise SpecError(f'{path}: no such checkpoint')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # noqa: BLE001  (any unreadable file)
+        raise SpecError(f'{path}: cannot be read as a checkpoint '
+                        f'({type(e).__name__})') from None
+    spec = ckpt.get('meta', {}).get('atomnas_spec') \
+        if isinstance(ckpt, dict) else None
+    if spec is None:
+        raise SpecError(f'{path}: holds no AtomNAS spec (meta.atomnas_spec); '
+                        'use a checkpoint written by an AtomNAS search '
+                        '(e.g. its deploy.pth) or give arch explicitly')
+    try:
+        return load_spec(spec)
+    except SpecError as e:
+        raise SpecError(f'{path}: {e}') from None
+
+
 _BRANCH_KEY = re.compile(r'blocks\.(\d+)\.branches\.k(\d+)\.dw_conv\.weight$')
 
 MEMORY_FORMATS = {
@@ -41,7 +68,9 @@ class AtomNASNet(BaseModule):
 
     Args:
         arch: The spec: a shipped name (``'supernet'``, ``'atomnas_c'``...),
-            a JSON path, a dict, or an :class:`ArchSpec`.
+            a JSON path, a dict, an :class:`ArchSpec`, or a search
+            checkpoint (``.pth``, its ``meta['atomnas_spec']``). None takes
+            the spec from the ``Pretrained`` checkpoint of ``init_cfg``.
         out_indices: Stages whose outputs are returned; negative indices
             count from the end. Default: the head only.
         frozen_stages: Stages ``0 .. frozen_stages`` are frozen (eval mode,
@@ -58,7 +87,7 @@ class AtomNASNet(BaseModule):
     """
 
     def __init__(self,
-                 arch: SpecLike = 'supernet',
+                 arch: Optional[SpecLike] = 'supernet',
                  out_indices: Sequence[int] = (-1, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN'),
@@ -68,7 +97,7 @@ class AtomNASNet(BaseModule):
                  memory_format: str = 'channels_last',
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        spec = load_spec(arch)
+        spec, source = self._resolve_arch(arch, init_cfg)
         if act is not None:
             make_act(act)  # validates the name
             spec.activation = act
@@ -106,24 +135,62 @@ class AtomNASNet(BaseModule):
         # Stage boundaries follow from channels and strides, which never
         # change during the search, so they are fixed here.
         self.stage_ends = spec.stage_ends()
-        self.stage_channels = [spec.first_channels] + [
-            spec.blocks[i].out_channels for i in self.stage_ends
-        ] + [spec.head_channels]
+        self.stage_channels = spec.stage_channels()
         num_stages = len(self.stage_channels)
-        self.out_indices = []
-        for i in out_indices:
-            j = i + num_stages if i < 0 else i
-            if not 0 <= j < num_stages:
-                raise ValueError(f'out_indices: {i} is out of range for a net '
-                                 f'with {num_stages} stages (0..'
-                                 f'{num_stages - 1})')
-            self.out_indices.append(j)
+        self.out_indices = self._check_out_indices(out_indices, num_stages,
+                                                   source)
         if not -1 <= frozen_stages < num_stages:
             raise ValueError(f'frozen_stages: must be in -1..{num_stages - 1}, '
                              f'got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.to(memory_format=MEMORY_FORMATS[memory_format])
         self._freeze_stages()
+
+    # ----------------------------------------------------------- building
+    @staticmethod
+    def _check_out_indices(out_indices: Sequence[int], num_stages: int,
+                           source: str) -> List[int]:
+        result = []
+        for i in out_indices:
+            j = i + num_stages if i < 0 else i
+            if not 0 <= j < num_stages:
+                raise ValueError(f'out_indices: {i} is out of range for the '
+                                 f'net of {source}, which has {num_stages} '
+                                 f'stages (0..{num_stages - 1})')
+            result.append(j)
+        return result
+
+    @staticmethod
+    def _resolve_arch(arch, init_cfg) -> tuple:
+        """The spec to build, and a name for it in messages.
+
+        ``arch`` may also be a checkpoint (``.pth``) written by the search,
+        or None with ``init_cfg=dict(type='Pretrained', checkpoint=...)``:
+        the spec then comes from that checkpoint's ``meta['atomnas_spec']``,
+        so a detector config points at one file and nothing else.
+        """
+        if arch is None:
+            cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
+            pre = [c for c in cfgs if c and c.get('type') == 'Pretrained']
+            if not pre:
+                raise SpecError('AtomNASNet: arch is None, so init_cfg must '
+                                'be Pretrained from a search checkpoint')
+            arch = pre[0]['checkpoint']
+        if isinstance(arch, str) and arch.endswith(('.pth', '.pt')):
+            return spec_from_checkpoint(arch), arch
+        name = arch if isinstance(arch, str) else 'the given spec'
+        return load_spec(arch), name
+
+    @staticmethod
+    def channels_of(arch: SpecLike, out_indices: Sequence[int] = (-1, )
+                    ) -> List[int]:
+        """Output channels for ``out_indices`` of a spec (name, path, dict)
+        or search checkpoint, without building the net: e.g. an FPN's
+        ``in_channels`` in a config."""
+        spec, source = AtomNASNet._resolve_arch(arch, None)
+        channels = spec.stage_channels()
+        return [channels[i] for i in AtomNASNet._check_out_indices(
+            out_indices, len(channels), source)]
 
     # ----------------------------------------------------------- queries
     @property
