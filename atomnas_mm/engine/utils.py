@@ -68,12 +68,21 @@ def follow_in_optimizer(optimizer: torch.optim.Optimizer,
             params.append(r.new)
             if state:
                 optimizer.state[r.new] = {
-                    k: (v.index_select(r.dim, r.index.to(v.device))
-                        if torch.is_tensor(v) and v.shape == p.shape
-                        and v.dim() > 0 else v)
+                    k: (_slice_like(v, r) if torch.is_tensor(v)
+                        and v.shape == p.shape and v.dim() > 0 else v)
                     for k, v in state.items()
                 }
         group['params'] = params
+
+
+def _slice_like(state: torch.Tensor, r: ParamSlice) -> torch.Tensor:
+    """Slice a per-parameter state tensor like its parameter, in the
+    parameter's memory format (so fused optimizer kernels see one layout)."""
+    out = state.index_select(r.dim, r.index.to(state.device))
+    if out.dim() == 4 and r.new.is_contiguous(
+            memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def refresh_ema(ema_hook) -> None:
