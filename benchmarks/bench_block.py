@@ -365,21 +365,28 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] = None) -> None:
-    args = parse_args(argv)
+def start(args) -> None:
+    """Set the thread count and print the conditions of the run.
+
+    Other processes on the machine change absolute times a lot (and with
+    more threads than free cores, OpenMP barriers can dominate), so the
+    load is printed next to the numbers.
+    """
     torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'reps {args.reps}, warmup {args.warmup}'
           f'{", QUICK (numbers meaningless)" if args.quick else ""}')
-    # Other processes on the machine change absolute times a lot (and with
-    # more threads than free cores, OpenMP barriers can dominate), so the
-    # load is printed next to the numbers.
     load = os.getloadavg()[0]
     print(f'{os.cpu_count()} CPUs, load average at start {load:.1f}')
     if load + args.threads > (os.cpu_count() or 1) + 0.5:
-        print('WARNING: busy machine; with more threads than idle cores the '
-              'multi-threaded (esp. contiguous) kernels slow down a lot. '
-              'Consider --threads 1.')
+        hint = ' Consider --threads 1.' if args.threads > 1 else ''
+        print('WARNING: busy machine; with more threads than idle cores '
+              f'times are distorted.{hint}')
+
+
+def main(argv: Sequence[str] = None) -> None:
+    args = parse_args(argv)
+    start(args)
     t0 = time.perf_counter()
     for name in args.sections:
         SECTIONS[name](args)

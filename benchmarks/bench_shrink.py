@@ -69,7 +69,7 @@ from atomnas_mm.models.backbones.atomnas import AtomNASNet  # noqa: E402
 
 # The same round-robin timing and paired ratios as the block benchmark
 # (this script's folder is on sys.path when it is run as a script).
-from bench_block import (median, paired_ratio, spread,  # noqa: E402
+from bench_block import (median, paired_ratio, spread, start,  # noqa: E402
                          time_round_robin)
 
 CL = torch.channels_last
@@ -482,17 +482,7 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'reps {args.reps}, warmup {args.warmup}'
-          f'{", QUICK (numbers meaningless)" if args.quick else ""}')
-    load = os.getloadavg()[0]
-    print(f'{os.cpu_count()} CPUs, load average at start {load:.1f}')
-    if load + args.threads > (os.cpu_count() or 1) + 0.5:
-        # With more threads than idle cores, OpenMP barrier waits dominate.
-        hint = ' Consider --threads 1.' if args.threads > 1 else ''
-        print('WARNING: busy machine; with more threads than idle cores '
-              f'times are distorted.{hint}')
+    start(args)
     t0 = time.perf_counter()
     for name in args.sections:
         SECTIONS[name](args)

@@ -26,67 +26,34 @@ import copy
 import os
 import os.path as osp
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401  (registry; safe loading of checkpoints)
-from atomnas_mm.models.arch import ArchSpec, SpecError, load_spec  # noqa: E402
+from atomnas_mm.models.arch import ArchSpec, SpecError  # noqa: E402
+from atomnas_mm.models.checkpoint import (  # noqa: E402
+    SPEC_META_KEY, load_checkpoint_file, spec_from_checkpoint)
 
-SPEC_META_KEY = 'atomnas_spec'
 EMA_PREFIX = 'module.'
 
 
-def _torch_load(path: str) -> Any:
-    """``torch.load`` weights-only, memory-mapped when the file allows it
-    (only the parts that are used get read)."""
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True,
-                          mmap=True)
-    except RuntimeError as e:
-        if 'mmap' not in str(e):
-            raise
-        # A legacy (non-zip) torch file cannot be memory-mapped.
-        return torch.load(path, map_location='cpu', weights_only=True)
-
-
 def load_checkpoint(path: str) -> dict:
-    """Load a checkpoint with torch's weights-only unpickler.
-
-    Raises:
-        SystemExit: the file is missing or does not load (one line).
-    """
-    if not osp.isfile(path):
-        raise SystemExit(f'error: {path}: no such file')
+    """Load a checkpoint weights-only; SystemExit with one line if not."""
     try:
-        ckpt = _torch_load(path)
-    except Exception as e:  # noqa: BLE001  (any load failure is one line)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        raise SystemExit(f'error: {path}: cannot load the checkpoint '
-                         f'({type(e).__name__}: {first})') from None
-    if not isinstance(ckpt, dict):
-        raise SystemExit(f'error: {path}: not a checkpoint dict (got '
-                         f'{type(ckpt).__name__})')
-    return ckpt
+        return load_checkpoint_file(path)
+    except SpecError as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 def checkpoint_spec(ckpt: dict, path: str) -> ArchSpec:
-    """The spec in ``ckpt['meta']['atomnas_spec']``.
-
-    Raises:
-        SystemExit: there is none, or it is invalid (one line).
-    """
-    meta = ckpt.get('meta')
-    spec = meta.get(SPEC_META_KEY) if isinstance(meta, dict) else None
-    if spec is None:
-        raise SystemExit(f'error: {path}: no meta["{SPEC_META_KEY}"] in the '
-                         'checkpoint (not written by an AtomNAS search?)')
+    """The spec the checkpoint carries; SystemExit with one line if none."""
     try:
-        return load_spec(spec)
+        return spec_from_checkpoint(ckpt, path)
     except SpecError as e:
-        raise SystemExit(f'error: {path}: {e}') from None
+        raise SystemExit(f'error: {e}') from None
 
 
 def deploy_weights(ckpt: dict, path: str) -> Tuple[Dict[str, torch.Tensor],

@@ -58,7 +58,11 @@ model = dict(
         out_indices=out_indices,
         # Trained from scratch: BN learns and keeps its batch statistics.
         norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False),
+        norm_eval=False,
+        # mmcv's RoIAlign reads its input as NCHW whatever its strides:
+        # channels_last features (the backbone's default, which the FPN
+        # keeps) come out scrambled, and the RoI heads learn nothing.
+        memory_format='contiguous'),
     neck=dict(
         in_channels=stage_channels(demo_arch, out_indices),
         out_channels=fpn_channels,

@@ -171,7 +171,7 @@ def test_recalibration_with_config(search_dir, tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(SystemExit, match='nope.pth: no such file'):
+    with pytest.raises(SystemExit, match='nope.pth: no such checkpoint'):
         export_arch.main([str(tmp_path / 'nope.pth')])
 
 
@@ -188,7 +188,7 @@ def test_checkpoint_without_spec(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / 'spec.json'
     path.write_text(json.dumps(TINY_SPEC))
-    with pytest.raises(SystemExit, match='spec.json: cannot load'):
+    with pytest.raises(SystemExit, match='spec.json: cannot be read as a checkpoint'):
         export_arch.main([str(path)])
 
 

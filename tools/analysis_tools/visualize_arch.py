@@ -26,7 +26,7 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -42,9 +42,9 @@ import atomnas_mm  # noqa: E402,F401  (safe loading of mmengine checkpoints)
 from atomnas_mm.models.arch import (ArchSpec, SpecError,  # noqa: E402
                                     load_spec, shipped_specs)
 from atomnas_mm.models.arch.spec import SpecLike  # noqa: E402
+from atomnas_mm.models.checkpoint import spec_from_checkpoint  # noqa: E402
 
 CHECKPOINT_EXTS = ('.pth', '.pt', '.ckpt')
-SPEC_META_KEY = 'atomnas_spec'
 SUPERNET_KERNELS = (3, 5, 7)
 SUPERNET_EXPANSION = 6
 # The paper's numbering: block 1 is the fixed first block.
@@ -54,43 +54,6 @@ EXTRA_COLOURS = ['#C44E52', '#8172B3', '#937860', '#DA8BC3', '#8C8C8C']
 
 
 # ---------------------------------------------------------------- inputs
-def _torch_load(path: str) -> Any:
-    """``torch.load`` weights-only, memory-mapped when the file allows it
-    (only the parts that are used get read)."""
-    import torch
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True,
-                          mmap=True)
-    except RuntimeError as e:
-        if 'mmap' not in str(e):
-            raise
-        # A legacy (non-zip) torch file cannot be memory-mapped.
-        return torch.load(path, map_location='cpu', weights_only=True)
-
-
-def spec_from_checkpoint(path: str) -> ArchSpec:
-    """The spec a search checkpoint carries in ``meta['atomnas_spec']``.
-
-    Raises:
-        SpecError: the file does not load or carries no spec.
-    """
-    try:
-        ckpt = _torch_load(path)
-    except Exception as e:  # noqa: BLE001  (any load failure is one line)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        raise SpecError(f'{path}: cannot load the checkpoint '
-                        f'({type(e).__name__}: {first})') from None
-    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
-    spec = meta.get(SPEC_META_KEY) if isinstance(meta, dict) else None
-    if spec is None:
-        raise SpecError(f'{path}: no meta["{SPEC_META_KEY}"] in the '
-                        'checkpoint (not written by an AtomNAS search?)')
-    try:
-        return load_spec(spec)
-    except SpecError as e:
-        raise SpecError(f'{path}: {e}') from None
-
-
 def read_input(arg: str) -> Tuple[ArchSpec, str, str]:
     """Resolve the command line argument.
 

@@ -13,13 +13,13 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 
 from ...models.arch import ArchSpec, count
+from ...models.checkpoint import SPEC_META_KEY
 from ...registry import HOOKS
 from ..recalibrate import recalibrate_bn
 from ..utils import (ema_backbone, find_backbone, find_ema_hook,
                      follow_in_optimizer, refresh_ema, unwrap)
 
 Key = Tuple[int, int]  # (block index, kernel size)
-SPEC_META_KEY = 'atomnas_spec'
 
 
 @HOOKS.register_module()

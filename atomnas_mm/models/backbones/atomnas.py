@@ -14,34 +14,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...registry import MODELS
 from ..arch.cost import se_channels
 from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
+from ..checkpoint import spec_from_checkpoint
 from ..layers import AtomicBlock, FirstBlock, ParamSlice, make_act
-
-def spec_from_checkpoint(path: str) -> ArchSpec:
-    """The spec stored in a checkpoint's ``meta['atomnas_spec']``.
-
-    Raises:
-        SpecError: one line naming the file when it is missing, is not a
-            checkpoint or holds no spec.
-    """
-    import os.path as osp
-    if not osp.isfile(path):
-        raise SpecError(f'{path}: no such checkpoint')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001  (any unreadable file)
-        raise SpecError(f'{path}: cannot be read as a checkpoint '
-                        f'({type(e).__name__})') from None
-    spec = ckpt.get('meta', {}).get('atomnas_spec') \
-        if isinstance(ckpt, dict) else None
-    if spec is None:
-        raise SpecError(f'{path}: holds no AtomNAS spec (meta.atomnas_spec); '
-                        'use a checkpoint written by an AtomNAS search '
-                        '(e.g. its deploy.pth) or give arch explicitly')
-    try:
-        return load_spec(spec)
-    except SpecError as e:
-        raise SpecError(f'{path}: {e}') from None
-
 
 _BRANCH_KEY = re.compile(r'blocks\.(\d+)\.branches\.k(\d+)\.dw_conv\.weight$')
 

@@ -1,6 +1,4 @@
 import copy
-import json
-import os.path as osp
 
 import pytest
 import torch
