@@ -4,9 +4,17 @@
 # Variants set `checkpoint`: the backbone takes its spec AND weights from
 # that one file (an ImageNet search's deploy.pth).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-from atomnas_mm.models.backbones import AtomNASNet  # noqa: E402
-
 custom_imports = dict(imports=['atomnas_mm'], allow_failed_imports=False)
+
+
+
+def stage_channels(arch, out_indices):
+    """Channels of an AtomNASNet's outputs (for the FPN's in_channels). The
+    import sits in a function: mmengine drops functions from the config,
+    while an imported class would stay and break dumping it."""
+    from atomnas_mm.models.backbones import AtomNASNet
+    return AtomNASNet.channels_of(arch, out_indices)
+
 
 checkpoint = None  # set by each variant
 out_indices = (1, 2, 4, 6)  # 24, 40, 96, 320 channels at strides 4/8/16/32
@@ -24,7 +32,7 @@ model = dict(
                       prefix='backbone.')),
     # Every searched net keeps the supernet's stage widths, so the FPN's
     # inputs follow from the spec's stages (not a hand-copied list).
-    neck=dict(in_channels=AtomNASNet.channels_of('supernet', out_indices)))
+    neck=dict(in_channels=stage_channels('supernet', out_indices)))
 
 max_epochs = 23
 train_cfg = dict(max_epochs=max_epochs)

@@ -139,10 +139,11 @@ def test_frozen_stages_and_norm_eval_under_converted_syncbn():
     assert torch.equal(before, bns[-1].running_mean)
 
 
-def test_coco_configs_parse():
+def test_coco_configs_parse(tmp_path):
     for v in ('a', 'b', 'c'):
         cfg = Config.fromfile(config_path(
             'mask_rcnn_atomnas', f'mask_rcnn_atomnas_{v}_fpn_coco.py'))
+        cfg.dump(str(tmp_path / f'{v}.py'))  # the Runner dumps it too
         assert cfg.train_cfg.max_epochs == 23
         assert cfg.param_scheduler[1].milestones == [15, 20]
         assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
@@ -154,3 +155,25 @@ def test_coco_configs_parse():
         backbone=c5.model.backbone | dict(arch='atomnas_c', init_cfg=None))))
     losses = model(**_batch(model, with_mask=True), mode='loss')
     assert torch.isfinite(losses['loss_mask'])
+
+
+def test_memory_format_does_not_change_roi_features():
+    """mmcv's CPU RoIAlign misreads channels_last tensors: the backbone must
+    hand contiguous features on, so both formats pool the same RoIs."""
+    torch.manual_seed(0)
+    nets = []
+    for fmt in ('channels_last', 'contiguous'):
+        cfg = _mask_rcnn_cfg('a', memory_format=fmt,
+                             norm_cfg=dict(type='BN', requires_grad=True))
+        nets.append(_build(cfg.model).eval())
+    nets[1].load_state_dict(nets[0].state_dict())
+    inputs = _batch(nets[0], with_mask=True)['inputs']
+    rois = torch.tensor([[0, 10., 10., 60., 70.], [1, 5., 20., 90., 100.],
+                         [0, 0., 0., 127., 127.]])
+    pooled = []
+    with torch.no_grad():
+        for net in nets:
+            feats = net.extract_feat(inputs)
+            ext = net.roi_head.bbox_roi_extractor
+            pooled.append(ext(feats[:ext.num_inputs], rois))
+    assert torch.allclose(pooled[0], pooled[1], atol=1e-4)

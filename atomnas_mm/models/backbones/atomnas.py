@@ -198,7 +198,8 @@ class AtomNASNet(BaseModule):
     # ----------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> tuple:
         """(N, 3, H, W) -> tuple of (N, C_i, H / s_i, W / s_i), one per
-        ``out_indices`` entry, in ascending stage order."""
+        ``out_indices`` entry, in ascending stage order, in the default
+        (contiguous) memory format."""
         x = x.contiguous(memory_format=MEMORY_FORMATS[self.memory_format])
         outs = []
         x = self.first(self.stem(x))
@@ -213,7 +214,10 @@ class AtomNASNet(BaseModule):
                 stage += 1
         if stage in self.out_indices:
             outs.append(self.head(x))
-        return tuple(outs)
+        # channels_last stays inside: mmcv's CPU RoIAlign (and possibly other
+        # ops downstream) reads its input as NCHW whatever its strides, and
+        # gives wrong values on a channels_last tensor.
+        return tuple(o.contiguous() for o in outs)
 
     # ----------------------------------------------------------- training
     def _freeze_stages(self) -> None:
