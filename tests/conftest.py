@@ -113,3 +113,31 @@ def tiny_imagenet(tmp_path_factory):
             img = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(img).save(d / '0.JPEG', quality=80)
     return str(root)
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory):
+    """A tiny synthetic COCO set (16 train / 8 val images of 64x64)."""
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
+    from make_shapes_coco import generate
+    root = str(tmp_path_factory.mktemp('shapes_coco'))
+    generate(root, num_train=16, num_val=8, size=64, seed=0)
+    return root
+
+
+def shapes_options(root, max_epochs=1):
+    """--cfg-options pointing the shapes demo config at ``root``, shortened."""
+    ann = osp.join(root, 'annotations')
+    return [
+        f'train_dataloader.dataset.data_root={root}/',
+        f'val_dataloader.dataset.data_root={root}/',
+        f'test_dataloader.dataset.data_root={root}/',
+        f'val_evaluator.ann_file={ann}/instances_val.json',
+        f'test_evaluator.ann_file={ann}/instances_val.json',
+        'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
+        'test_dataloader.batch_size=4',
+        f'train_cfg.max_epochs={max_epochs}',
+        f'train_cfg.val_interval={max_epochs}',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1',
+    ]

@@ -99,13 +99,6 @@ class AtomNASNet(BaseModule):
                         norm_cfg)
             for b in spec.blocks
         ])
-        last = spec.blocks[-1].out_channels if spec.blocks \
-            else spec.first_channels
-        self.head = nn.Sequential(
-            nn.Conv2d(last, spec.head_channels, 1, bias=False),
-            build_norm_layer(norm_cfg, spec.head_channels)[1],
-            make_act(spec.activation))
-
         # Stage boundaries follow from channels and strides, which never
         # change during the search, so they are fixed here.
         self.stage_ends = spec.stage_ends()
@@ -113,6 +106,15 @@ class AtomNASNet(BaseModule):
         num_stages = len(self.stage_channels)
         self.out_indices = self._check_out_indices(out_indices, num_stages,
                                                    source)
+        # The head conv exists only when an output needs it: a detector's
+        # FPN does not, and unused parameters would break DDP.
+        last = spec.blocks[-1].out_channels if spec.blocks \
+            else spec.first_channels
+        self.head = nn.Sequential(
+            nn.Conv2d(last, spec.head_channels, 1, bias=False),
+            build_norm_layer(norm_cfg, spec.head_channels)[1],
+            make_act(spec.activation)) \
+            if num_stages - 1 in self.out_indices else None
         if not -1 <= frozen_stages < num_stages:
             raise ValueError(f'frozen_stages: must be in -1..{num_stages - 1}, '
                              f'got {frozen_stages}')
@@ -191,7 +193,7 @@ class AtomNASNet(BaseModule):
         if stage == 0:
             return [self.stem, self.first]
         if stage == len(self.stage_channels) - 1:
-            return [self.head]
+            return [self.head] if self.head is not None else []
         start = self.stage_ends[stage - 2] + 1 if stage > 1 else 0
         return list(self.blocks[start:self.stage_ends[stage - 1] + 1])
 
@@ -205,14 +207,16 @@ class AtomNASNet(BaseModule):
         x = self.first(self.stem(x))
         if 0 in self.out_indices:
             outs.append(x)
-        stage = 1
+        stage, last = 1, max(self.out_indices)
         for i, block in enumerate(self.blocks):
+            if stage > last:
+                break  # nothing further is returned
             x = block(x)
             if i in self.stage_ends:
                 if stage in self.out_indices:
                     outs.append(x)
                 stage += 1
-        if stage in self.out_indices:
+        if self.head is not None:
             outs.append(self.head(x))
         # channels_last stays inside: mmcv's CPU RoIAlign (and possibly other
         # ops downstream) reads its input as NCHW whatever its strides, and
