@@ -384,14 +384,18 @@ def start(args) -> None:
               f'times are distorted.{hint}')
 
 
-def main(argv: Sequence[str] = None) -> None:
-    args = parse_args(argv)
+def run_sections(args, sections: dict) -> None:
+    """Print the conditions, run the chosen sections, print the total."""
     start(args)
     t0 = time.perf_counter()
     for name in args.sections:
-        SECTIONS[name](args)
+        sections[name](args)
     print(f'\ntotal wall time {time.perf_counter() - t0:.0f} s, load average '
           f'at end {os.getloadavg()[0]:.1f}')
+
+
+def main(argv: Sequence[str] = None) -> None:
+    run_sections(parse_args(argv), SECTIONS)
 
 
 if __name__ == '__main__':

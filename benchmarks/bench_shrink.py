@@ -69,8 +69,8 @@ from atomnas_mm.models.backbones.atomnas import AtomNASNet  # noqa: E402
 
 # The same round-robin timing and paired ratios as the block benchmark
 # (this script's folder is on sys.path when it is run as a script).
-from bench_block import (median, paired_ratio, spread, start,  # noqa: E402
-                         time_round_robin)
+from bench_block import (median, paired_ratio, run_sections,  # noqa: E402
+                         spread, time_round_robin)
 
 CL = torch.channels_last
 NUM_CLASSES = 10  # the linear head of the timed nets
@@ -481,13 +481,7 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] = None) -> None:
-    args = parse_args(argv)
-    start(args)
-    t0 = time.perf_counter()
-    for name in args.sections:
-        SECTIONS[name](args)
-    print(f'\ntotal wall time {time.perf_counter() - t0:.0f} s, load average '
-          f'at end {os.getloadavg()[0]:.1f}')
+    run_sections(parse_args(argv), SECTIONS)
 
 
 if __name__ == '__main__':

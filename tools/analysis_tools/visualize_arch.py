@@ -102,24 +102,12 @@ def default_supernet(spec: ArchSpec) -> Tuple[ArchSpec, str]:
 
 
 def check_against_supernet(spec: ArchSpec, supernet: ArchSpec) -> None:
-    """Raise a one-line :class:`SpecError` unless every block of ``spec``
-    is a subset of the supernet's block at the same place."""
-    if len(spec.blocks) != len(supernet.blocks):
-        raise SpecError(f'the spec has {len(spec.blocks)} blocks but the '
-                        f'supernet has {len(supernet.blocks)}')
-    for i, (b, s) in enumerate(zip(spec.blocks, supernet.blocks)):
-        if (b.in_channels, b.out_channels, b.stride) != \
-                (s.in_channels, s.out_channels, s.stride):
-            raise SpecError(
-                f'blocks[{i}]: the spec has {b.in_channels}->'
-                f'{b.out_channels} stride {b.stride}, the supernet '
-                f'{s.in_channels}->{s.out_channels} stride {s.stride}')
-        for k, n in b.kernels.items():
-            if n > s.kernels.get(k, 0):
-                raise SpecError(
-                    f'blocks[{i}].kernels.{k}: the spec has {n} atoms, more '
-                    f'than the supernet\'s {s.kernels.get(k, 0)} (pass the '
-                    'right one with --supernet)')
+    """Raise a one-line :class:`SpecError` unless ``spec`` could come from
+    a search of ``supernet``."""
+    try:
+        spec.check_subnet_of(supernet)
+    except SpecError as e:
+        raise SpecError(f'{e} (pass the right one with --supernet)') from None
 
 
 # ---------------------------------------------------------------- drawing

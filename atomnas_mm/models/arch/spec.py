@@ -291,6 +291,28 @@ class ArchSpec:
             self.blocks[i].out_channels for i in self.stage_ends()
         ] + [self.head_channels]
 
+    def check_subnet_of(self, supernet: 'ArchSpec', name: str = 'the spec',
+                        other: str = 'the supernet') -> None:
+        """Raise a one-line :class:`SpecError` unless every block of this
+        spec keeps the channels and stride of the same block of
+        ``supernet`` and at most its atoms of each kernel (i.e. a search
+        from ``supernet`` could have produced it)."""
+        if len(self.blocks) != len(supernet.blocks):
+            raise SpecError(f'{name} has {len(self.blocks)} blocks but '
+                            f'{other} has {len(supernet.blocks)}')
+        for i, (b, s) in enumerate(zip(self.blocks, supernet.blocks)):
+            if (b.in_channels, b.out_channels, b.stride) != \
+                    (s.in_channels, s.out_channels, s.stride):
+                raise SpecError(
+                    f'blocks[{i}]: {name} has {b.in_channels}->'
+                    f'{b.out_channels} stride {b.stride}, {other} '
+                    f'{s.in_channels}->{s.out_channels} stride {s.stride}')
+            for k, n in b.kernels.items():
+                if n > s.kernels.get(k, 0):
+                    raise SpecError(
+                        f'blocks[{i}].kernels.{k}: {name} has {n} atoms of '
+                        f'kernel {k}, {other} only {s.kernels.get(k, 0)}')
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ArchSpec) and self.to_dict() == other.to_dict()
 

@@ -282,21 +282,13 @@ class AtomNASNet(BaseModule):
                             f'{spec.stem_channels}) than this net '
                             f'({len(mine.blocks)} blocks, stem '
                             f'{mine.stem_channels})')
+        try:
+            spec.check_subnet_of(mine, source, 'this net')
+        except SpecError as e:
+            raise SpecError(f'{e} (another architecture: build the net from '
+                            'that spec)') from None
         plan = {}
         for i, (want, have) in enumerate(zip(spec.blocks, mine.blocks)):
-            if (want.in_channels, want.out_channels, want.stride) != \
-                    (have.in_channels, have.out_channels, have.stride):
-                raise SpecError(
-                    f'{source}: blocks[{i}] is {want.in_channels}->'
-                    f'{want.out_channels} stride {want.stride}, this net has '
-                    f'{have.in_channels}->{have.out_channels} stride '
-                    f'{have.stride} (another architecture)')
-            for k, n in want.kernels.items():
-                if n > have.kernels.get(k, 0):
-                    raise SpecError(
-                        f'{source}: blocks[{i}] has {n} atoms of kernel {k}, '
-                        f'this net only {have.kernels.get(k, 0)} (another '
-                        'architecture: build the net from that spec)')
             if want.kernels != have.kernels:
                 plan[i] = {k: torch.arange(n) for k, n in want.kernels.items()}
         return self.keep_atoms(plan)
