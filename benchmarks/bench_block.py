@@ -340,6 +340,20 @@ def bench_depthwise(args: argparse.Namespace) -> None:
 SECTIONS = {'block': bench_blocks, 'net': bench_nets, 'dw': bench_depthwise}
 
 
+def add_common_args(p: argparse.ArgumentParser, sections: dict, reps: int,
+                    quick: str) -> None:
+    """Options every benchmark script shares."""
+    p.add_argument('--reps', type=int, default=reps,
+                   help='timed rounds per candidate')
+    p.add_argument('--warmup', type=int, default=1,
+                   help='untimed calls per candidate before timing')
+    p.add_argument('--threads', type=int, default=2,
+                   help='torch.set_num_threads')
+    p.add_argument('--sections', nargs='+', choices=list(sections),
+                   default=list(sections), help='which sections to run')
+    p.add_argument('--quick', action='store_true', help=quick)
+
+
 def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--batch', type=int, default=32,
@@ -348,16 +362,8 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
                    help='batch of the full-net forward (section 2)')
     p.add_argument('--dw-batch', type=int, default=64,
                    help='batch of the depthwise conv (section 3)')
-    p.add_argument('--reps', type=int, default=5,
-                   help='timed rounds per candidate')
-    p.add_argument('--warmup', type=int, default=1,
-                   help='untimed calls per candidate before timing')
-    p.add_argument('--threads', type=int, default=2,
-                   help='torch.set_num_threads')
-    p.add_argument('--sections', nargs='+', choices=list(SECTIONS),
-                   default=list(SECTIONS), help='which sections to run')
-    p.add_argument('--quick', action='store_true',
-                   help='smoke test: tiny batches, 2 reps, 1 warmup')
+    add_common_args(p, SECTIONS, reps=5,
+                    quick='smoke test: tiny batches, 2 reps, 1 warmup')
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.net_batch, args.dw_batch = 2, 1, 4

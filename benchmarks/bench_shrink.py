@@ -69,8 +69,9 @@ from atomnas_mm.models.backbones.atomnas import AtomNASNet  # noqa: E402
 
 # The same round-robin timing and paired ratios as the block benchmark
 # (this script's folder is on sys.path when it is run as a script).
-from bench_block import (median, paired_ratio, run_sections,  # noqa: E402
-                         spread, time_round_robin)
+from bench_block import (add_common_args, median,  # noqa: E402
+                         paired_ratio, run_sections, spread,
+                         time_round_robin)
 
 CL = torch.channels_last
 NUM_CLASSES = 10  # the linear head of the timed nets
@@ -462,17 +463,9 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
                    help='epochs of both trainings of section 3')
     p.add_argument('--search-subset', type=int, default=0,
                    help='section 3 trains on the first N images (0: all)')
-    p.add_argument('--reps', type=int, default=9,
-                   help='timed rounds per candidate')
-    p.add_argument('--warmup', type=int, default=1,
-                   help='untimed calls per candidate before timing')
-    p.add_argument('--threads', type=int, default=2,
-                   help='torch.set_num_threads')
-    p.add_argument('--sections', nargs='+', choices=list(SECTIONS),
-                   default=list(SECTIONS), help='which sections to run')
-    p.add_argument('--quick', action='store_true',
-                   help='smoke test: batch 2 at 32x32, 2 reps; section 3: '
-                   '4 epochs on 256 images')
+    add_common_args(p, SECTIONS, reps=9,
+                    quick='smoke test: batch 2 at 32x32, 2 reps; section 3: '
+                    '4 epochs on 256 images')
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.side, args.reps, args.warmup = 2, 32, 2, 1

@@ -1,5 +1,5 @@
 """BN recalibration: recompute running statistics for the current weights."""
-from typing import Iterable, List, Optional
+from typing import Iterable, List
 
 import torch
 from mmengine.dist import all_reduce, get_world_size, is_main_process
@@ -65,7 +65,7 @@ def recalibrate_bn(model: nn.Module, dataloader: Iterable, num_batches: int,
     return used
 
 
-def snapshot_bn(model: nn.Module) -> Optional[list]:
+def snapshot_bn(model: nn.Module) -> list:
     """Copies of every BN's running statistics (to restore them later)."""
     return [(bn.running_mean.clone(), bn.running_var.clone(),
              bn.num_batches_tracked.clone()) for bn in batch_norms(model)]

@@ -86,17 +86,26 @@ class DynamicShrinkHook(Hook):
         self.alpha_hat: Dict[Key, torch.Tensor] = {}
         self.initial_macs: Optional[int] = None
         self.macs: Optional[int] = None
+        self._backbone = None
 
     def _count(self, spec) -> int:
         return count(spec, self.input_size, self.num_classes).macs
 
     # ------------------------------------------------------------ set-up
+    def _net(self, runner):
+        """The searched backbone. Found once (walking every module each
+        iteration would cost in the hot path); surgery and DDP re-wrapping
+        keep the same backbone object."""
+        if self._backbone is None:
+            self._backbone = find_backbone(runner.model)
+        return self._backbone
+
     def before_run(self, runner) -> None:
         # Fails at start-up, in one line, on a model with nothing to search.
-        find_backbone(runner.model)
+        self._net(runner)
 
     def before_train(self, runner) -> None:
-        backbone = find_backbone(runner.model)
+        backbone = self._net(runner)
         if not self.alpha_hat:
             self.alpha_hat = {
                 (i, k): bn.weight.detach().float().clone()
@@ -111,7 +120,7 @@ class DynamicShrinkHook(Hook):
     @torch.no_grad()
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        backbone = find_backbone(runner.model)
+        backbone = self._net(runner)
         beta = self.momentum
         for i, b in enumerate(backbone.blocks):
             for k, bn in b.importance_bns().items():
@@ -136,7 +145,7 @@ class DynamicShrinkHook(Hook):
         Raises:
             FloatingPointError: an importance factor is NaN or inf.
         """
-        backbone = find_backbone(runner.model)
+        backbone = self._net(runner)
         masks: Dict[Key, torch.Tensor] = {}
         for i, b in enumerate(backbone.blocks):
             for k, bn in b.importance_bns().items():
@@ -164,7 +173,7 @@ class DynamicShrinkHook(Hook):
     def plan(self, runner, masks: Dict[Key, torch.Tensor]):
         """Turn dead masks into keep-indices per block; None when the dead
         atoms cost less than ``delta``."""
-        backbone = find_backbone(runner.model)
+        backbone = self._net(runner)
         costs = count(backbone.arch_spec, self.input_size).blocks
         dead_macs = sum(int(m.sum()) * costs[i].atom_macs[k]
                         for (i, k), m in masks.items())
@@ -197,9 +206,9 @@ class DynamicShrinkHook(Hook):
         if plan is None:
             return False
         before = self.macs
-        atoms = find_backbone(runner.model).arch_spec.num_atoms
+        atoms = self._net(runner).arch_spec.num_atoms
         self.apply(runner, plan)
-        removed = atoms - find_backbone(runner.model).arch_spec.num_atoms
+        removed = atoms - self._net(runner).arch_spec.num_atoms
         print_log(f'AtomNAS shrink at epoch {runner.epoch}, iter {runner.iter}'
                   f': removed {removed} atoms; '
                   f'{before / 1e6:.2f}M -> {self.macs / 1e6:.2f}M MACs',
@@ -209,7 +218,7 @@ class DynamicShrinkHook(Hook):
 
     def apply(self, runner, plan) -> None:
         """Apply keep-indices to everything that holds per-atom state."""
-        backbone = find_backbone(runner.model)
+        backbone = self._net(runner)
         records = backbone.keep_atoms(plan)
         ema_hook = find_ema_hook(runner)
         ema_net = ema_backbone(ema_hook)
@@ -247,7 +256,7 @@ class DynamicShrinkHook(Hook):
     def _write_spec(self, runner, name: str) -> None:
         if not is_main_process():
             return
-        spec = find_backbone(runner.model).arch_spec
+        spec = self._net(runner).arch_spec
         out = osp.join(runner.work_dir, 'arch')
         os.makedirs(out, exist_ok=True)
         spec.dump(osp.join(out, name))
@@ -255,7 +264,7 @@ class DynamicShrinkHook(Hook):
 
     # ------------------------------------------------------------ checkpoints
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        spec = find_backbone(runner.model).arch_spec
+        spec = self._net(runner).arch_spec
         checkpoint.setdefault('meta', {})[SPEC_META_KEY] = spec.to_dict()
         checkpoint['atomnas_search'] = dict(
             alpha_hat={f'{i}.{k}': v.cpu() for (i, k), v in
@@ -265,7 +274,7 @@ class DynamicShrinkHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         spec = checkpoint.get('meta', {}).get(SPEC_META_KEY)
         if spec is not None:
-            backbone = find_backbone(runner.model)
+            backbone = self._net(runner)
             if ArchSpec.load(spec) != backbone.arch_spec:
                 records = backbone.reshape_to(spec, 'checkpoint')
                 ema_net = ema_backbone(find_ema_hook(runner))
@@ -290,7 +299,7 @@ class DynamicShrinkHook(Hook):
 
     # ------------------------------------------------------------ the end
     def after_train(self, runner) -> None:
-        backbone = find_backbone(runner.model)
+        backbone = self._net(runner)
         spec = backbone.arch_spec
         ema_hook = find_ema_hook(runner)
         source = ema_hook.ema_model.module if ema_hook is not None \

@@ -52,8 +52,8 @@ class L1PenaltyMixin:
     def attach(self, model: nn.Module) -> None:
         """Find the backbone and cost its atoms (once: the initial net)."""
         self._backbone = find_backbone(model)
-        report = count(self._backbone.arch_spec, self.penalty_cfg['input_size'])
         spec = self._backbone.arch_spec
+        report = count(spec, self.penalty_cfg['input_size'])
         total = sum(n * c.atom_macs[k] for b, c in zip(spec.blocks,
                                                         report.blocks)
                     for k, n in b.kernels.items())
