@@ -33,14 +33,6 @@ def _down(hw: Tuple[int, int], stride: int) -> Tuple[int, int]:
     return -(-hw[0] // stride), -(-hw[1] // stride)
 
 
-def se_channels(spec: ArchSpec, in_channels: int) -> int:
-    """Squeeze width of the SE module of a block with ``in_channels``
-    inputs (0 when SE is off)."""
-    if spec.se_ratio <= 0:
-        return 0
-    return max(1, int(round(spec.se_ratio * in_channels)))
-
-
 def _se_cost(channels: int, squeeze: int, area: int) -> Tuple[int, int]:
     """(MACs, params) of SE on ``channels``: multiply + two 1x1 convs."""
     if not squeeze:
@@ -122,7 +114,7 @@ def count(spec: SpecLike, input_size: Size = 224,
     macs += spec.stem_channels * spec.first_channels * area
     params += spec.stem_channels * k * k + spec.stem_channels * spec.first_channels
     m, p = _se_cost(spec.stem_channels,
-                    se_channels(spec, spec.stem_channels), area)
+                    spec.se_channels(spec.stem_channels), area)
     macs, params = macs + m, params + p
     bn += 2 * (spec.stem_channels + spec.first_channels)
 
@@ -139,7 +131,7 @@ def count(spec: SpecLike, input_size: Size = 224,
         m += e * b.out_channels * aout  # project
         p += e * b.out_channels
         if e:
-            se_m, se_p = _se_cost(e, se_channels(spec, b.in_channels), aout)
+            se_m, se_p = _se_cost(e, spec.se_channels(b.in_channels), aout)
             m, p = m + se_m, p + se_p
         if e:
             bn += 2 * (2 * e + b.out_channels)

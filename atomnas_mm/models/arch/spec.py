@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Union
 
 SPEC_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'specs')
-ACTIVATIONS = ('relu', 'swish')
+# Activation name in a spec -> the torch.nn module that implements it.
+ACTIVATIONS = {'relu': 'ReLU', 'swish': 'SiLU'}
 
 SpecLike = Union[str, os.PathLike, Mapping[str, Any], 'ArchSpec']
 
@@ -102,7 +104,8 @@ class BlockSpec:
         cin = _check_int(data['in_channels'], f'{where}.in_channels', 1)
         cout = _check_int(data['out_channels'], f'{where}.out_channels', 1)
         stride = data['stride']
-        if stride not in (1, 2) or isinstance(stride, bool):
+        if isinstance(stride, bool) or not isinstance(stride, int) or \
+                stride not in (1, 2):
             raise SpecError(f'{where}.stride: must be 1 or 2, got {stride!r}')
         raw = data['kernels']
         if not isinstance(raw, Mapping):
@@ -110,11 +113,14 @@ class BlockSpec:
                             f'kernel size to channels, got {raw!r}')
         kernels: Dict[int, int] = {}
         for key, count in raw.items():
-            try:
-                k = int(key)
-            except (TypeError, ValueError):
+            # JSON keys are strings; an inline dict may use ints. Anything
+            # else (3.0, '3.5', True) is refused rather than truncated.
+            if isinstance(key, bool) or not (
+                    isinstance(key, int) or
+                    (isinstance(key, str) and key.strip().lstrip('-').isdigit())):
                 raise SpecError(f'{where}.kernels: kernel size {key!r} is not '
-                                'an integer') from None
+                                'an integer')
+            k = int(key)
             if k <= 0 or k % 2 == 0:
                 raise SpecError(f'{where}.kernels: kernel size {k} must be odd '
                                 'and positive')
@@ -198,11 +204,13 @@ class ArchSpec:
                           'spec.head_channels', 1)
         act = data.get('activation', 'relu')
         if act not in ACTIVATIONS:
-            raise SpecError(f'spec.activation: must be one of {ACTIVATIONS}, '
-                            f'got {act!r}')
+            raise SpecError(f'spec.activation: must be one of '
+                            f'{", ".join(ACTIVATIONS)}, got {act!r}')
         se = data.get('se_ratio', 0.0)
-        if isinstance(se, bool) or not isinstance(se, (int, float)) or se < 0:
-            raise SpecError(f'spec.se_ratio: must be a number >= 0, got {se!r}')
+        if isinstance(se, bool) or not isinstance(se, (int, float)) or \
+                not math.isfinite(se) or se < 0:
+            raise SpecError(f'spec.se_ratio: must be a finite number >= 0, '
+                            f'got {se!r}')
         return cls(stem, first_c, blocks, head, act, float(se), first_k)
 
     @classmethod
@@ -223,8 +231,11 @@ class ArchSpec:
                         f'spec {path!r}: no such file and no shipped spec of '
                         f'that name (shipped: {", ".join(shipped_specs())})')
             try:
-                with open(path) as f:
+                with open(path, encoding='utf-8') as f:
                     data = json.load(f)
+            except UnicodeDecodeError:
+                raise SpecError(f'{path}: not a UTF-8 text file, so not a '
+                                'JSON spec') from None
             except json.JSONDecodeError as e:
                 raise SpecError(f'{path}: not valid JSON (line {e.lineno}, '
                                 f'column {e.colno}: {e.msg})') from None
@@ -265,6 +276,14 @@ class ArchSpec:
     @property
     def num_atoms(self) -> int:
         return sum(b.num_atoms for b in self.blocks)
+
+    def se_channels(self, in_channels: int) -> int:
+        """Squeeze width of the SE module of a block with ``in_channels``
+        inputs: ``round(se_ratio * in_channels)``, at least 1; 0 when SE is
+        off. (SE sits in every block, the fixed first one included.)"""
+        if self.se_ratio <= 0:
+            return 0
+        return max(1, int(round(self.se_ratio * in_channels)))
 
     @property
     def first_has_residual(self) -> bool:

@@ -1,7 +1,8 @@
 from .atomic_block import AtomBranch, AtomicBlock, make_act
 from .first_block import FirstBlock
+from .identity_block import IdentityBlock
 from .se import SqueezeExcite
-from .surgery import ParamSlice
+from .surgery import ParamSlice, drop_params
 
-__all__ = ['AtomBranch', 'AtomicBlock', 'FirstBlock', 'ParamSlice',
-           'SqueezeExcite', 'make_act']
+__all__ = ['AtomBranch', 'AtomicBlock', 'FirstBlock', 'IdentityBlock',
+           'ParamSlice', 'SqueezeExcite', 'drop_params', 'make_act']

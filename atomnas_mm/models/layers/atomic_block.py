@@ -13,29 +13,31 @@ the split/concat copies.
 
 One *atom* is one expanded channel of one kernel; its importance is the
 gamma of the depthwise BN on that channel. :meth:`AtomicBlock.keep_atoms`
-is the only way the block changes shape.
+is the only way the block changes shape; :meth:`AtomicBlock.to_identity`
+replaces a residual block whose atoms all died.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 from mmcv.cnn import build_norm_layer
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..arch.spec import BlockSpec
+from ..arch.spec import ACTIVATIONS, BlockSpec
+from .identity_block import IdentityBlock
 from .se import SqueezeExcite
 from .surgery import ParamSlice, drop_params, slice_bn, slice_param
 
 
 def make_act(name: str) -> nn.Module:
-    """``'relu'`` -> ReLU, ``'swish'`` -> SiLU (Swish with beta 1)."""
-    if name == 'relu':
-        return nn.ReLU(inplace=True)
-    if name == 'swish':
-        return nn.SiLU(inplace=True)
-    raise ValueError(f'unknown activation {name!r} (expected relu or swish)')
+    """An activation module by its spec name (``ACTIVATIONS``): ``'relu'``
+    -> ReLU, ``'swish'`` -> SiLU (Swish with beta 1)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f'unknown activation {name!r} (expected one of '
+                         f'{", ".join(ACTIVATIONS)})')
+    return getattr(nn, ACTIVATIONS[name])(inplace=True)
 
 
 class AtomBranch(nn.Module):
@@ -84,7 +86,8 @@ class AtomBranch(nn.Module):
 
 
 class AtomicBlock(nn.Module):
-    """A searchable block built from a :class:`BlockSpec`.
+    """A searchable block built from a :class:`BlockSpec` with at least one
+    atom (a block without atoms is an :class:`IdentityBlock`).
 
     Args:
         spec: Channels, stride and atoms per kernel.
@@ -97,14 +100,14 @@ class AtomicBlock(nn.Module):
                  se_channels: int = 0,
                  norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
+        if spec.is_identity:
+            raise ValueError('AtomicBlock: the spec has no atoms; build an '
+                             'IdentityBlock instead')
         self.in_channels = spec.in_channels
         self.out_channels = spec.out_channels
         self.stride = spec.stride
         self.has_residual = spec.has_residual
         self.act_name = act
-        self.is_identity = spec.is_identity
-        if self.is_identity:
-            return
         # Keys 'k3', 'k5', ...: a kernel that dies leaves without renaming
         # the others (checkpoint keys stay readable and stable).
         self.branches = nn.ModuleDict({
@@ -121,8 +124,6 @@ class AtomicBlock(nn.Module):
     @property
     def kernels(self) -> Dict[int, int]:
         """Kernel size -> live atoms, ascending kernel order."""
-        if self.is_identity:
-            return {}
         return {b.kernel_size: b.channels for b in self.branches.values()}
 
     def spec(self) -> BlockSpec:
@@ -132,31 +133,67 @@ class AtomicBlock(nn.Module):
     def importance_bns(self) -> Dict[int, nn.Module]:
         """Kernel size -> the BN whose gamma is that kernel's atoms'
         importance."""
-        if self.is_identity:
-            return {}
         return {b.kernel_size: b.dw_bn for b in self.branches.values()}
 
     # ----------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, Cin, H, W) -> (N, Cout, H / stride, W / stride)."""
-        if self.is_identity:
-            return x
+    def _project(self, hidden: List[torch.Tensor]) -> torch.Tensor:
+        """The atoms' activations, one tensor per kernel -> project BN out."""
         branches = list(self.branches.values())
-        hidden = [b.expand(x, self.act) for b in branches]
         if self.se is not None:
             hidden = self.se(hidden)
         y = branches[0].project_conv(hidden[0])
         for b, h in zip(branches[1:], hidden[1:]):
             y = y + b.project_conv(h)
-        y = self.project_bn(y)
-        if self.has_residual:
-            y = y + x
-        return y
+        return self.project_bn(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, H / stride, W / stride)."""
+        y = self._project([b.expand(x, self.act)
+                           for b in self.branches.values()])
+        return y + x if self.has_residual else y
 
     # ----------------------------------------------------------- surgery
+    def split_keep(self, keep: Mapping[int, Sequence[int]]
+                   ) -> Dict[int, Tuple[torch.Tensor, torch.Tensor]]:
+        """Check keep-indices and split every kernel's atoms into kept and
+        removed, without changing anything.
+
+        Args:
+            keep: Kernel size -> indices (within that kernel's atoms) of the
+                atoms to keep; a kernel missing from ``keep`` keeps nothing.
+
+        Returns:
+            dict: kernel size -> (kept, removed) sorted index tensors.
+
+        Raises:
+            ValueError: an unknown kernel or an index out of range.
+        """
+        unknown = set(keep) - set(self.kernels)
+        if unknown:
+            raise ValueError(
+                f'keep_atoms: block has no kernel {sorted(unknown)}')
+        dev = self.project_bn.weight.device \
+            if getattr(self.project_bn, 'weight', None) is not None else 'cpu'
+        plan = {}
+        for k, n in self.kernels.items():
+            idx = keep.get(k)
+            idx = torch.as_tensor(
+                list(idx) if idx is not None and not torch.is_tensor(idx)
+                else (idx if idx is not None else []),
+                dtype=torch.long, device=dev).unique()
+            if len(idx) and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f'keep_atoms: index out of range for kernel '
+                                 f'{k} with {n} atoms')
+            mask = torch.ones(n, dtype=torch.bool, device=dev)
+            mask[idx] = False
+            plan[k] = (idx, mask.nonzero().flatten())
+        return plan
+
     @torch.no_grad()
-    def keep_atoms(self, keep: Mapping[int, torch.Tensor]) -> List[ParamSlice]:
-        """Keep only the given atoms; remove the rest physically.
+    def keep_atoms(self, keep: Mapping[int, Sequence[int]]
+                   ) -> List[ParamSlice]:
+        """Keep only the given atoms (at least one); remove the rest
+        physically.
 
         The removed atoms' constant output (their activated depthwise-BN
         beta, exact when their gamma is 0) is pushed through the project
@@ -164,43 +201,27 @@ class AtomicBlock(nn.Module):
         eval-mode output does not change. In train mode BN subtracts the
         batch mean, which already cancels a constant. (With SE the removed
         channels are gated by an input-dependent factor, so the fold is
-        skipped.)
+        skipped and the removal is not exact.)
+
+        A block keeps at least one atom: removing all of them is
+        :meth:`to_identity`, which replaces the block.
 
         Args:
             keep: Kernel size -> indices (within that kernel's atoms) of the
                 atoms to keep. A kernel missing from ``keep`` or with no
-                indices leaves the block. Keeping nothing turns a residual
-                block into the identity.
+                indices leaves the block.
 
         Returns:
             list[ParamSlice]: every parameter replaced or dropped, so that
             owners of per-parameter state (optimizers) can follow.
         """
-        if self.is_identity:
-            return []
-        unknown = set(keep) - set(self.kernels)
-        if unknown:
-            raise ValueError(
-                f'keep_atoms: block has no kernel {sorted(unknown)}')
-        dev = self.project_bn.running_mean.device \
-            if self.project_bn.running_mean is not None else 'cpu'
-        plan = {}  # kernel -> (kept, removed) indices within the branch
-        for k, n in self.kernels.items():
-            idx = keep.get(k)
-            idx = torch.as_tensor(
-                idx if idx is not None else [], dtype=torch.long,
-                device=dev).unique()
-            if len(idx) and (idx.min() < 0 or idx.max() >= n):
-                raise ValueError(f'keep_atoms: index out of range for kernel '
-                                 f'{k} with {n} atoms')
-            mask = torch.ones(n, dtype=torch.bool, device=dev)
-            mask[idx] = False
-            plan[k] = (idx, mask.nonzero().flatten())
+        plan = self.split_keep(keep)
         if not any(len(r) for _, r in plan.values()):
             return []
-        if not any(len(i) for i, _ in plan.values()) and not self.has_residual:
-            raise ValueError('keep_atoms: a block without residual must keep '
-                             'at least one atom')
+        if not any(len(i) for i, _ in plan.values()):
+            raise ValueError('keep_atoms: a block keeps at least one atom '
+                             '(a residual block without atoms is replaced by '
+                             'to_identity())')
 
         bn = self.project_bn
         if self.se is None and isinstance(bn, _BatchNorm) and \
@@ -213,22 +234,12 @@ class AtomicBlock(nn.Module):
                     bn.running_mean -= w @ const
 
         record: List[ParamSlice] = []
-        if not any(len(i) for i, _ in plan.values()):
-            # Every atom died: the block becomes the identity.
-            for name in ('branches', 'se', 'project_bn'):
-                if getattr(self, name) is not None:
-                    drop_params(getattr(self, name), record)
-                delattr(self, name)
-            self.is_identity = True
-            return record
-
         if self.se is not None:
             kept_global, start = [], 0
             for k, (kept, _) in plan.items():
                 kept_global.append(kept + start)
                 start += self.kernels[k]
-            kept_global = torch.cat(kept_global)
-            self.se.keep_channels(kept_global, record)
+            self.se.keep_channels(torch.cat(kept_global), record)
         for k, (kept, removed) in plan.items():
             if not len(removed):
                 continue
@@ -239,3 +250,52 @@ class AtomicBlock(nn.Module):
             else:
                 branch.keep(kept, record)
         return record
+
+    @torch.no_grad()
+    def constant_output(self) -> torch.Tensor:
+        """What the block adds to its input when every atom's gamma is 0,
+        in eval mode: each atom outputs ``act(beta)`` of its depthwise BN,
+        and SE, project convs and project BN (running statistics) turn that
+        into a per-channel constant.
+
+        Returns:
+            Tensor: shape (Cout,), float32.
+        """
+        hidden = []
+        for b in self.branches.values():
+            bn = b.dw_bn
+            beta = bn.bias if bn.affine else bn.running_mean.new_zeros(
+                b.channels)
+            dtype = b.project_conv.weight.dtype
+            hidden.append(self.act(beta.detach().clone()).to(dtype).view(
+                1, -1, 1, 1))
+        modules = [self.project_bn] + ([self.se] if self.se else [])
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            out = self._project(hidden)
+        finally:
+            for m, mode in zip(modules, modes):
+                m.train(mode)
+        return out.flatten().float()
+
+    def to_identity(self) -> IdentityBlock:
+        """The block with every atom removed: the identity plus
+        :meth:`constant_output` (exact in eval mode when the atoms' gammas
+        are 0; see :class:`IdentityBlock` for train mode).
+
+        Raises:
+            ValueError: the block has no residual, so it cannot become the
+                identity.
+        """
+        if not self.has_residual:
+            raise ValueError('to_identity: a block without residual '
+                             f'({self.in_channels}->{self.out_channels}, '
+                             f'stride {self.stride}) must keep at least one '
+                             'atom')
+        bias = self.constant_output()
+        return IdentityBlock(self.out_channels, bias.to(
+            self.project_bn.weight.device
+            if getattr(self.project_bn, 'weight', None) is not None
+            else 'cpu'))

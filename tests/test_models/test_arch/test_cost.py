@@ -30,7 +30,8 @@ def test_plus_variants_match_published_rounding():
 
 
 def test_mobilenet_v2_convention_check():
-    # facts.md: MobileNetV2 1.0 counts 300.84M MACs. Its blocks are atomic
+    # The paper's convention counts MobileNetV2 1.0 at 300.84M MACs (its
+    # published figure, 300M). Its blocks are atomic
     # blocks with one kernel (3) and t * Cin atoms.
     stages = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
               (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]

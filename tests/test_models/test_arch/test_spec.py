@@ -108,3 +108,31 @@ def test_file_errors_name_the_file(tmp_path):
         load_spec(str(bad))
     with pytest.raises(SpecError, match='no shipped spec'):
         load_spec('atomnas_z')
+
+
+@pytest.mark.parametrize('stride', [2.0, 1.0, True, '2'])
+def test_stride_must_be_an_int(tiny_spec, stride):
+    # 2.0 == 2 in Python: it passed, counted float MACs and built a net that
+    # failed at forward.
+    msg = _bad(tiny_spec, lambda d: d['blocks'][2].update(stride=stride))
+    assert 'blocks[2].stride' in msg and 'must be 1 or 2' in msg
+
+
+@pytest.mark.parametrize('key', ['3.0', 3.5, True, 'k3'])
+def test_kernel_key_must_be_an_integer(tiny_spec, key):
+    msg = _bad(tiny_spec, lambda d: d['blocks'][0]['kernels'].update(
+        {key: 4}))
+    assert 'blocks[0].kernels' in msg and 'not an integer' in msg
+
+
+@pytest.mark.parametrize('se', [float('nan'), float('inf'), -0.5, '0.5'])
+def test_se_ratio_must_be_finite(tiny_spec, se):
+    msg = _bad(tiny_spec, lambda d: d.update(se_ratio=se))
+    assert 'spec.se_ratio' in msg
+
+
+def test_binary_file_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / 'spec.json'
+    bad.write_bytes(bytes(range(256)))
+    with pytest.raises(SpecError, match='spec.json: not a UTF-8 text file'):
+        load_spec(str(bad))

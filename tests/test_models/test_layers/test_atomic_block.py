@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from atomnas_mm.models.arch import BlockSpec
-from atomnas_mm.models.layers import AtomicBlock
+from atomnas_mm.models.layers import AtomicBlock, IdentityBlock
 
 
 def _block(kernels, se=0, stride=1, cin=8, cout=8):
@@ -52,19 +52,45 @@ def test_removing_dead_atoms_keeps_outputs():
             assert torch.equal(r.new, r.old.index_select(r.dim, r.index))
 
 
-def test_all_atoms_dead_becomes_identity():
-    b = _block({3: 4, 5: 4})
-    b.keep_atoms({})
+@pytest.mark.parametrize('se', [0, 4])
+def test_all_atoms_dead_becomes_identity_plus_constant(se):
+    b = _block({3: 4, 5: 4}, se=se)
+    for bn in b.importance_bns().values():
+        bn.weight.data.zero_()  # every atom dead: gamma 0, beta != 0
     x = torch.randn(2, 8, 6, 6)
-    assert b.is_identity and b.kernels == {} and torch.equal(b(x), x)
-    assert b.spec().is_identity
-    assert not list(b.parameters())
+    ye, yt = _outputs(b, x)
+    ident = b.to_identity()
+    assert isinstance(ident, IdentityBlock) and not list(ident.parameters())
+    assert ident.spec().is_identity and ident.kernels == {}
+    ident.eval()
+    # Eval: what the dead block added is kept, not dropped.
+    assert not torch.allclose(ye, x, atol=1e-3)
+    assert torch.allclose(ident(x), ye, atol=1e-5)
+    # Train mode, as the docstring says: the block gave x + beta_p (batch
+    # statistics cancel the constant); the identity gives x + c.
+    beta_p = b.project_bn.bias.view(1, -1, 1, 1)
+    assert torch.allclose(yt, x + beta_p, atol=1e-5)
+    ident.train()
+    assert torch.allclose(ident(x), ye, atol=1e-5)
+
+
+def test_identity_block_state_round_trip():
+    b = _block({3: 4})
+    ident = b.to_identity()
+    fresh = IdentityBlock(8)
+    fresh.load_state_dict(ident.state_dict())
+    x = torch.randn(1, 8, 3, 3)
+    assert torch.equal(fresh(x), ident(x))
+    with pytest.raises(ValueError, match='shape'):
+        IdentityBlock(8, torch.zeros(4))
 
 
 def test_block_without_residual_must_keep_an_atom():
     b = _block({3: 4}, stride=2)
     with pytest.raises(ValueError, match='at least one atom'):
         b.keep_atoms({})
+    with pytest.raises(ValueError, match='at least one atom'):
+        b.to_identity()
 
 
 def test_bad_keep_indices():
