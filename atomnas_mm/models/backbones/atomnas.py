@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
-import re
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+import os.path as osp
+from typing import List, Mapping, Optional, Sequence, Union
 
 import torch
 from mmcv.cnn import build_norm_layer
@@ -12,12 +12,14 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
-from ..arch.cost import se_channels
 from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
-from ..checkpoint import spec_from_checkpoint
-from ..layers import AtomicBlock, FirstBlock, ParamSlice, make_act
-
-_BRANCH_KEY = re.compile(r'blocks\.(\d+)\.branches\.k(\d+)\.dw_conv\.weight$')
+from ..checkpoint import (CheckpointError, check_weights_match_spec,
+                          checkpoint_spec_or_none, kernels_in_weights,
+                          load_checkpoint_file, state_dict_of)
+from ...utils.seams import adopt_new_params, mark_initialized
+from ..layers import (AtomicBlock, FirstBlock, IdentityBlock, ParamSlice,
+                      drop_params, make_act)
+from ..resolve import pretrained_checkpoint, resolve_arch
 
 MEMORY_FORMATS = {
     'channels_last': torch.channels_last,
@@ -93,9 +95,10 @@ class AtomNASNet(BaseModule):
             make_act(spec.activation))
         self.first = FirstBlock(spec.stem_channels, spec.first_channels,
                                 spec.first_kernel, spec.activation, norm_cfg,
-                                se_channels(spec, spec.stem_channels))
+                                spec.se_channels(spec.stem_channels))
         self.blocks = nn.ModuleList([
-            AtomicBlock(b, spec.activation, se_channels(spec, b.in_channels),
+            IdentityBlock(b.in_channels) if b.is_identity else
+            AtomicBlock(b, spec.activation, spec.se_channels(b.in_channels),
                         norm_cfg)
             for b in spec.blocks
         ])
@@ -140,33 +143,44 @@ class AtomNASNet(BaseModule):
     def _resolve_arch(arch, init_cfg) -> tuple:
         """The spec to build, and a name for it in messages.
 
-        ``arch`` may also be a checkpoint (``.pth``) written by the search,
-        or None with ``init_cfg=dict(type='Pretrained', checkpoint=...)``:
-        the spec then comes from that checkpoint's ``meta['atomnas_spec']``,
-        so a detector config points at one file and nothing else.
+        ``arch`` is anything :func:`resolve_arch` takes, a search checkpoint
+        included. With a ``Pretrained`` ``init_cfg`` whose checkpoint holds
+        a spec, the net is built to that spec, so that its weights fit
+        without replacing parameters during ``init_weights``: ``arch=None``
+        takes it as it is, and an ``arch`` of which it is a sub-net (the
+        supernet it was searched from) is narrowed to it.
         """
+        pretrained = pretrained_checkpoint(init_cfg)
         if arch is None:
-            cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-            pre = [c for c in cfgs if c and c.get('type') == 'Pretrained']
-            if not pre:
+            if pretrained is None:
                 raise SpecError('AtomNASNet: arch is None, so init_cfg must '
                                 'be Pretrained from a search checkpoint')
-            arch = pre[0]['checkpoint']
-        if isinstance(arch, str) and arch.endswith(('.pth', '.pt')):
-            return spec_from_checkpoint(arch), arch
-        name = arch if isinstance(arch, str) else 'the given spec'
-        return load_spec(arch), name
+            arch = pretrained
+        resolved = resolve_arch(arch)
+        spec, source = resolved.spec, resolved.label
+        if pretrained is not None and pretrained != arch and \
+                osp.isfile(pretrained):
+            saved = checkpoint_spec_or_none(
+                load_checkpoint_file(pretrained), pretrained)
+            if saved is not None and saved != spec:
+                try:
+                    saved.check_subnet_of(spec, pretrained, f'arch {source}')
+                except SpecError as e:
+                    raise SpecError(f'{e}: init_cfg.checkpoint holds another '
+                                    'net; set arch=None to build it') from None
+                spec, source = saved, pretrained
+        return spec, source
 
     @staticmethod
     def channels_of(arch: SpecLike, out_indices: Sequence[int] = (-1, )
                     ) -> List[int]:
         """Output channels for ``out_indices`` of a spec (name, path, dict)
         or search checkpoint, without building the net: e.g. an FPN's
-        ``in_channels`` in a config."""
-        spec, source = AtomNASNet._resolve_arch(arch, None)
-        channels = spec.stage_channels()
+        ``in_channels``."""
+        resolved = resolve_arch(arch)
+        channels = resolved.spec.stage_channels()
         return [channels[i] for i in AtomNASNet._check_out_indices(
-            out_indices, len(channels), source)]
+            out_indices, len(channels), resolved.label)]
 
     # ----------------------------------------------------------- queries
     @property
@@ -241,9 +255,14 @@ class AtomNASNet(BaseModule):
         return self
 
     # ----------------------------------------------------------- surgery
-    def keep_atoms(self, plan: Mapping[int, Mapping[int, torch.Tensor]]
+    def keep_atoms(self, plan: Mapping[int, Mapping[int, Sequence[int]]]
                    ) -> List[ParamSlice]:
-        """Keep only the given atoms of the given blocks.
+        """Keep only the given atoms of the given blocks, as one change:
+        every block's keep-indices are checked before any block changes.
+
+        A residual block that keeps no atom is replaced by its
+        :meth:`AtomicBlock.to_identity` (the identity plus the constant the
+        dead block still adds, so eval outputs do not change).
 
         Args:
             plan: Block index -> (kernel size -> indices of atoms to keep),
@@ -252,22 +271,46 @@ class AtomNASNet(BaseModule):
 
         Returns:
             list[ParamSlice]: every parameter replaced or dropped.
+
+        Raises:
+            ValueError: a bad index, an unknown kernel, a block without
+                residual left with no atom, or atoms asked of an identity
+                block; nothing has changed then.
         """
+        collapse = []
+        for i, keep in plan.items():
+            if not 0 <= i < len(self.blocks):
+                raise ValueError(f'keep_atoms: no block {i}')
+            block = self.blocks[i]
+            if isinstance(block, IdentityBlock):
+                if any(len(v) for v in keep.values()):
+                    raise ValueError(f'keep_atoms: block {i} is an identity '
+                                     'block and has no atoms to keep')
+                continue
+            split = block.split_keep(keep)
+            if not any(len(kept) for kept, _ in split.values()):
+                if not block.has_residual:
+                    raise ValueError(
+                        f'keep_atoms: block {i} has no residual and must keep '
+                        'at least one atom')
+                collapse.append(i)
         records: List[ParamSlice] = []
         for i, keep in plan.items():
-            records += self.blocks[i].keep_atoms(keep)
+            block = self.blocks[i]
+            if isinstance(block, IdentityBlock):
+                continue
+            if i in collapse:
+                drop_params(block, records)
+                self.blocks[i] = block.to_identity()
+            else:
+                records += block.keep_atoms(keep)
         self.restore_memory_format()
         return records
 
-    def reshape_to(self, spec: SpecLike, source: str = 'spec'
-                   ) -> List[ParamSlice]:
-        """Shrink the net's structure to ``spec`` (same skeleton, at most as
-        many atoms), keeping the first atoms of each kernel. Used before
-        loading weights saved from a shrunk net, which then overwrite them.
-
-        Args:
-            spec: The target spec.
-            source: What the spec came from, for error messages.
+    def plan_to(self, spec: SpecLike, source: str = 'spec') -> dict:
+        """The plan (see :meth:`keep_atoms`) that shrinks this net to
+        ``spec``, keeping the first atoms of each kernel: used before
+        weights saved from a shrunk net overwrite them.
 
         Raises:
             SpecError: the spec is not a sub-net of this net.
@@ -287,28 +330,48 @@ class AtomNASNet(BaseModule):
         except SpecError as e:
             raise SpecError(f'{e} (another architecture: build the net from '
                             'that spec)') from None
-        plan = {}
-        for i, (want, have) in enumerate(zip(spec.blocks, mine.blocks)):
-            if want.kernels != have.kernels:
-                plan[i] = {k: torch.arange(n) for k, n in want.kernels.items()}
-        return self.keep_atoms(plan)
+        return {i: {k: list(range(n)) for k, n in want.kernels.items()}
+                for i, (want, have) in enumerate(zip(spec.blocks,
+                                                     mine.blocks))
+                if want.kernels != have.kernels}
+
+    def reshape_to(self, spec: SpecLike, source: str = 'spec'
+                   ) -> List[ParamSlice]:
+        """Shrink the net's structure to ``spec`` (:meth:`plan_to`, then
+        :meth:`keep_atoms`)."""
+        return self.keep_atoms(self.plan_to(spec, source))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A checkpoint of a shrunk net holds fewer atoms than this net:
-        # take its structure from its weights' shapes before they are copied.
-        blocks: Dict[int, Dict[int, int]] = {}
-        for key, value in state_dict.items():
-            if key.startswith(prefix):
-                m = _BRANCH_KEY.match(key[len(prefix):])
-                if m:
-                    blocks.setdefault(int(m.group(1)), {})[int(
-                        m.group(2))] = value.shape[0]
-        if blocks:
-            spec = self.arch_spec
-            for i, b in enumerate(spec.blocks):
-                b.kernels = dict(sorted(blocks.get(i, {}).items()))
-            if spec != self.arch_spec:
-                self.reshape_to(spec, 'state dict')
+        # A state dict saved from a shrunk net holds fewer atoms than this
+        # net. Without its spec, the structure is taken from the weights'
+        # shapes, but only for kernels whose every key is present and
+        # agrees: a kernel or block whose keys are absent stays as it is and
+        # its keys are reported missing (never dropped or made identity).
+        # Weights of atoms this net does not have come from another net.
+        spec, changed = self.arch_spec, False
+        saved = kernels_in_weights(
+            {k: v for k, v in state_dict.items() if k.startswith(prefix)
+             and k[len(prefix):].startswith('blocks.')}).get(prefix, {})
+        for i, kernels in saved.items():
+            have = spec.blocks[i].kernels if i < len(spec.blocks) else {}
+            for k, n in kernels.items():
+                if n > have.get(k, 0):
+                    raise SpecError(
+                        f'state dict: blocks[{i}].kernels.{k}: the weights '
+                        f'have {n} atoms, this net {have.get(k, 0)} (another '
+                        'architecture: build the net from its spec)')
+        for i, block in enumerate(self.blocks):
+            if not isinstance(block, AtomicBlock):
+                continue
+            for name, branch in block.branches.items():
+                n = _complete_branch_size(
+                    state_dict, f'{prefix}blocks.{i}.branches.{name}.', branch)
+                if n is not None and n < branch.channels:
+                    spec.blocks[i].kernels[branch.kernel_size] = n
+                    changed = True
+        if changed:
+            self.reshape_to(spec, 'state dict')
+            adopt_new_params(self)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def restore_memory_format(self) -> None:
@@ -318,9 +381,24 @@ class AtomNASNet(BaseModule):
 
     # ----------------------------------------------------------- init
     def init_weights(self) -> None:
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
+        """Default init (or the non-``Pretrained`` entries of ``init_cfg``),
+        then the ``Pretrained`` checkpoint if there is one, loaded strictly
+        (the net was built to its spec, see :meth:`_resolve_arch`)."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else \
+            [self.init_cfg] if self.init_cfg else []
+        pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+        others = [c for c in cfgs if c.get('type') != 'Pretrained']
+        if others:
+            from mmengine.model import initialize
+            initialize(self, others)
+        else:
+            self._default_init()
+        if pretrained:
+            self.load_pretrained(pretrained[-1]['checkpoint'],
+                                 pretrained[-1].get('prefix'))
+        mark_initialized(self)
+
+    def _default_init(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 kh, kw = m.kernel_size
@@ -331,4 +409,69 @@ class AtomNASNet(BaseModule):
             elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.affine:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        self._is_init = True
+
+    def load_pretrained(self, path: str, prefix: Optional[str] = None
+                        ) -> None:
+        """Load this backbone's weights from a checkpoint, strictly.
+
+        Args:
+            path: The checkpoint (its ``state_dict``, or a bare state dict).
+            prefix: Where the backbone sits in the saved model, e.g.
+                ``'backbone.'`` for a classifier's or detector's checkpoint.
+
+        Raises:
+            CheckpointError: one line naming the file: no key of the file
+                fits (with the prefix to set when the keys show it), keys
+                missing or unexpected, or a spec that its weights contradict.
+        """
+        ckpt = load_checkpoint_file(path)
+        state = state_dict_of(ckpt, path)
+        saved = checkpoint_spec_or_none(ckpt, path)
+        if saved is not None:
+            check_weights_match_spec(state, saved, path)
+        if prefix:
+            prefix = prefix if prefix.endswith('.') else prefix + '.'
+            state = {k[len(prefix):]: v for k, v in state.items()
+                     if k.startswith(prefix)}
+        if self.head is None:
+            # A classifier's backbone has the head conv, which a detector's
+            # (no output needs it) does not build.
+            state = {k: v for k, v in state.items()
+                     if not k.startswith('head.')}
+        mine = set(self.state_dict())
+        if not mine & set(state):
+            hint = ''
+            if not prefix and any(k.startswith('backbone.') for k in state):
+                hint = "; its keys start with 'backbone.': set " \
+                    "init_cfg=dict(type='Pretrained', checkpoint=..., " \
+                    "prefix='backbone.')"
+            raise CheckpointError(
+                f'{path}: none of its keys{f" under {prefix!r}" if prefix else ""}'
+                f' belongs to this backbone{hint}')
+        result = self.load_state_dict(state, strict=False)
+        bad = [('missing', result.missing_keys),
+               ('unexpected', result.unexpected_keys)]
+        for what, keys in bad:
+            if keys:
+                raise CheckpointError(
+                    f'{path}: {len(keys)} {what} key(s) for this backbone '
+                    f'(first: {keys[0]}); is it a checkpoint of this net?')
+
+
+def _complete_branch_size(state_dict: Mapping, prefix: str,
+                          branch: nn.Module) -> Optional[int]:
+    """Atoms of a kernel's branch as saved in ``state_dict``, or None when
+    any of its keys is absent or their shapes disagree."""
+    n = None
+    for name, value in branch.state_dict().items():
+        saved = state_dict.get(prefix + name)
+        if saved is None:
+            return None
+        if value.dim() == 0:
+            continue  # num_batches_tracked
+        dim = 1 if name == 'project_conv.weight' else 0
+        size = saved.shape[dim] if saved.dim() > dim else None
+        if size is None or (n is not None and size != n):
+            return None
+        n = size
+    return n

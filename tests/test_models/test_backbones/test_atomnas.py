@@ -128,3 +128,108 @@ def test_classifier_with_atomnas_c_trains_a_step():
     losses = model.train_step(data, wrapper)
     assert torch.isfinite(losses['loss'])
     assert not torch.equal(w, model.backbone.blocks[5].branches['k5'].dw_conv.weight)
+
+
+# ---------------------------------------------------------------- surgery
+def _random_stats(net):
+    """BN statistics and affine parameters far from their defaults, so a
+    constant that a change drops would show."""
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, _BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * .1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + .5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + .5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * .5)
+
+
+def test_dead_residual_block_keeps_the_net_output():
+    from atomnas_mm.models.layers import IdentityBlock
+    torch.manual_seed(0)
+    net = AtomNASNet('atomnas_a')
+    net.init_weights()
+    _random_stats(net)
+    i = 1  # 24 -> 24, stride 1: a residual block
+    assert net.blocks[i].has_residual
+    for bn in net.blocks[i].importance_bns().values():
+        bn.weight.data.zero_()
+    net.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = net(x)[0]
+        records = net.keep_atoms({i: {}})
+        after = net(x)[0]
+    assert isinstance(net.blocks[i], IdentityBlock)
+    assert net.arch_spec.blocks[i].is_identity
+    assert records and all(r.new is None for r in records)
+    assert (after - before).abs().max() <= 1e-5 * before.abs().max()
+    # The constant survives a save and a load into a net of the new spec.
+    fresh = AtomNASNet(net.arch_spec).eval()
+    fresh.load_state_dict(net.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.allclose(fresh(x)[0], after, atol=1e-5)
+
+
+def test_keep_atoms_checks_every_block_before_changing_any(tiny_spec):
+    net = AtomNASNet(tiny_spec)
+    before = net.arch_spec
+    with pytest.raises(ValueError, match='no residual'):
+        net.keep_atoms({1: {3: [0]}, 2: {}})  # block 2 has no residual
+    with pytest.raises(ValueError, match='out of range'):
+        net.keep_atoms({0: {3: [0]}, 1: {3: [99]}})
+    assert net.arch_spec == before
+
+
+# ------------------------------------------------------- partial state dicts
+def _without(state, fragment):
+    return {k: v for k, v in state.items() if fragment not in k}
+
+
+@pytest.mark.parametrize('fragment', [
+    'blocks.1.',  # a whole residual block
+    'blocks.2.',  # a whole block without residual
+    'blocks.1.branches.k5.',  # one kernel
+    'blocks.3.branches.k7.dw_conv.weight',  # one weight of one kernel
+])
+def test_partial_state_dict_reports_missing_keys(tiny_spec, fragment):
+    full = AtomNASNet(tiny_spec).state_dict()
+    partial = _without(full, fragment)
+    # (torch never reports a BN's num_batches_tracked missing)
+    missing = sorted(k for k in set(full) - set(partial)
+                     if not k.endswith('num_batches_tracked'))
+    net = AtomNASNet(tiny_spec)
+    with pytest.raises(RuntimeError, match='Missing key'):
+        net.load_state_dict(partial, strict=True)
+    net = AtomNASNet(tiny_spec)
+    result = net.load_state_dict(partial, strict=False)
+    assert sorted(result.missing_keys) == missing
+    # Nothing was dropped or turned into the identity for want of keys.
+    assert net.arch_spec == load_spec(tiny_spec)
+
+
+def test_shrunk_state_dict_reshapes_only_complete_kernels(tiny_spec):
+    src = AtomNASNet(tiny_spec)
+    src.keep_atoms({1: {3: range(5), 5: range(16), 7: range(2)},
+                    3: {3: [0, 4], 5: [], 7: range(24)}})
+    state = src.state_dict()
+    # Complete kernels: the structure follows their shapes, weights equal.
+    net = AtomNASNet(tiny_spec)
+    net.load_state_dict(_without(state, 'blocks.3.'), strict=False)
+    assert net.arch_spec.blocks[1].kernels == {3: 5, 5: 16, 7: 2}
+    assert net.arch_spec.blocks[3].kernels == {3: 24, 5: 24, 7: 24}
+    # Block 3's k5 died in the source: absent keys keep the kernel, which
+    # is reported missing; a strict load fails.
+    net = AtomNASNet(tiny_spec)
+    result = net.load_state_dict(state, strict=False)
+    assert net.arch_spec.blocks[3].kernels == {3: 2, 5: 24, 7: 24}
+    assert any('blocks.3.branches.k5.' in k for k in result.missing_keys)
+    with pytest.raises(RuntimeError, match='Missing key'):
+        AtomNASNet(tiny_spec).load_state_dict(state, strict=True)
+    # Built from the saved spec (as every loader with the spec does), it
+    # loads strictly and computes the same.
+    net = AtomNASNet(src.arch_spec)
+    net.load_state_dict(state, strict=True)
+    x = torch.randn(1, 3, 32, 32)
+    src.eval(), net.eval()
+    with torch.no_grad():
+        assert torch.equal(src(x)[0], net(x)[0])
