@@ -1,6 +1,7 @@
-from .safe_load import allow_mmengine_checkpoints, mmengine_checkpoint_globals
+from .seams import (allow_mmengine_checkpoints, mmengine_checkpoint_globals,
+                    register_checkpoint_loader, register_config_package,
+                    setup_launcher)
 
-__all__ = ['allow_mmengine_checkpoints', 'mmengine_checkpoint_globals']
-from .config import register_config_package
-
-__all__ += ['register_config_package']
+__all__ = ['allow_mmengine_checkpoints', 'mmengine_checkpoint_globals',
+           'register_checkpoint_loader', 'register_config_package',
+           'setup_launcher']

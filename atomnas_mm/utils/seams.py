@@ -1,0 +1,286 @@
+"""Every place where atomnas_mm relies on internals of mmengine (or torch),
+in one module.
+
+Each seam is one function, written against the versions in ``TESTED``; on
+first use it checks the installed version and warns once, in one line, when
+it differs (the seam may still work, but nobody has checked). Each seam has
+a test in ``tests/test_utils/test_seams.py`` that fails when the internal it
+relies on changes.
+
+Seams:
+    * ``mark_initialized`` / ``adopt_new_params``: ``BaseModule._is_init`` and
+      ``_params_init_info`` (mmengine's init bookkeeping).
+    * ``is_resuming``: ``Runner._resume``.
+    * ``refresh_averaged_model``: ``BaseAveragedModel.avg_parameters``.
+    * ``register_config_package``: ``MODULE2PACKAGE`` and
+      ``get_installed_path`` of mmengine's config loader.
+    * ``allow_mmengine_checkpoints``: torch's weights-only allow-list and how
+      ``HistoryBuffer`` pickles.
+    * ``register_checkpoint_loader``: mmengine's loader of local files.
+    * ``setup_launcher``: the ``pytorch`` launcher and DDP wrapper on CPUs.
+    * ``save_checkpoint_safely``: ``CheckpointHook._save_checkpoint_with_step``.
+"""
+from __future__ import annotations
+
+import copyreg
+import functools
+import os
+import os.path as osp
+import warnings
+from typing import Callable, Dict
+
+import torch
+
+TESTED: Dict[str, str] = {'mmengine': '0.10.7', 'torch': '2.14.1'}
+_warned: set = set()
+
+
+def installed_version(package: str) -> str:
+    if package == 'torch':
+        return torch.__version__.split('+')[0]
+    import importlib.metadata
+    return importlib.metadata.version(package)
+
+
+def _seam(package: str) -> Callable:
+    """Mark a function as a seam into ``package``'s internals: warn once
+    when the installed version is not the tested one."""
+
+    def deco(fn: Callable) -> Callable:
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            key = (package, fn.__name__)
+            if key not in _warned:
+                _warned.add(key)
+                found = installed_version(package)
+                if found != TESTED[package]:
+                    warnings.warn(
+                        f'atomnas_mm.{fn.__name__} relies on internals of '
+                        f'{package} {TESTED[package]}; found {found}: run '
+                        'tests/test_utils/test_seams.py', stacklevel=2)
+            return fn(*args, **kwargs)
+
+        wrapper.seam_of = package
+        return wrapper
+
+    return deco
+
+
+# ------------------------------------------------------------ model init
+@_seam('mmengine')
+def mark_initialized(module) -> None:
+    """Tell mmengine that ``module.init_weights`` has run, so that a parent
+    does not call it again."""
+    module._is_init = True
+
+
+@_seam('mmengine')
+def adopt_new_params(module) -> None:
+    """Parameters created while mmengine initialises a model (a net that
+    reshapes to the weights it loads) are unknown to its init bookkeeping,
+    which then asserts; record them as initialised by loading."""
+    info = getattr(module, '_params_init_info', None)
+    if info is None:
+        return
+    for name, p in module.named_parameters():
+        if p not in info:
+            info[p]['init_info'] = f'loaded into {type(module).__name__}'
+            info[p]['tmp_mean_value'] = p.data.mean().cpu()
+
+
+# ------------------------------------------------------------ runner
+@_seam('mmengine')
+def is_resuming(runner) -> bool:
+    """Whether the runner resumes (``--resume``) rather than only loading
+    weights (``load_from``)."""
+    return bool(runner._resume)
+
+
+@_seam('mmengine')
+def refresh_averaged_model(averaged) -> None:
+    """After the parameters of an EMA copy were replaced, rebuild its
+    name -> tensor table, which holds the old objects."""
+    averaged.avg_parameters = averaged.module.state_dict() \
+        if averaged.update_buffers else dict(averaged.module.named_parameters())
+
+
+# ------------------------------------------------------------ config bases
+@_seam('mmengine')
+def register_config_package() -> None:
+    """Make ``_base_ = 'atomnas_mm::atomnas/...'`` resolvable.
+
+    mmengine resolves ``pkg::path`` bases only for packages in its
+    hard-coded ``MODULE2PACKAGE``, and finds a package's folder from its
+    distribution's location, which for a PEP 660 editable install is
+    site-packages, where the package is not. We add our package and, when
+    that folder does not exist, fall back to where Python imports the
+    package from. Idempotent.
+    """
+    import importlib.util
+
+    from mmengine.config import config, utils
+    utils.MODULE2PACKAGE.setdefault('atomnas_mm', 'atomnas_mm')
+    original = config.get_installed_path
+    if getattr(original, '_atomnas_fallback', False):
+        return
+
+    def get_installed_path(package: str) -> str:
+        path = original(package)
+        if not osp.isdir(path):
+            spec = importlib.util.find_spec(package)
+            if spec is not None and spec.origin is not None:
+                return osp.dirname(spec.origin)
+        return path
+
+    get_installed_path._atomnas_fallback = True
+    config.get_installed_path = get_installed_path
+
+
+# ------------------------------------------------------------ safe loading
+def mmengine_checkpoint_globals() -> list:
+    """The globals that a real mmengine Runner checkpoint holds, once
+    :func:`allow_mmengine_checkpoints` has made message-hub buffers pickle
+    as plain constructor calls: the message-hub buffer class and numpy's
+    array, scalar and dtype reconstructors. Nothing that reaches an
+    attribute of an arbitrary object (``builtins.getattr``)."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    return [
+        HistoryBuffer,
+        _reconstruct,
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.float64)),  # numpy.dtypes.Float64DType
+        type(np.dtype(np.int64)),  # numpy.dtypes.Int64DType
+        scalar,
+    ]
+
+
+def _history_buffer_reduce(self):
+    # HistoryBuffer.__getstate__ stores the class's table of statistics
+    # methods, which pickle as getattr(HistoryBuffer, 'mean'): loading that
+    # needs builtins.getattr on the allow-list, and getattr reaches anything.
+    # A buffer with only the default methods pickles as a plain constructor
+    # call instead (the constructor registers the defaults again).
+    defaults = {'min', 'max', 'current', 'mean'}
+    if set(type(self)._statistics_methods) <= defaults:
+        return type(self), (self._log_history, self._count_history,
+                            self.max_length)
+    return copyreg.__newobj__, (type(self), ), self.__getstate__()
+
+
+@_seam('mmengine')
+def allow_mmengine_checkpoints() -> None:
+    """Let torch's weights-only loader read the checkpoints mmengine writes
+    (idempotent).
+
+    torch >= 2.6 loads with ``weights_only=True`` by default and mmengine
+    0.10.7 calls ``torch.load`` without saying otherwise, so resume,
+    ``load_from`` and ``Pretrained`` would fail on the message-hub and numpy
+    objects a checkpoint holds. Rather than switch the protection off, we
+    allow exactly :func:`mmengine_checkpoint_globals`, and make message-hub
+    buffers pickle without needing ``builtins.getattr``. A checkpoint that
+    needs anything else is refused (see ``tools/misc/trust_checkpoint.py``).
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    HistoryBuffer.__reduce__ = _history_buffer_reduce
+    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+
+
+@_seam('mmengine')
+def register_checkpoint_loader() -> None:
+    """Route mmengine's loading of local checkpoint files (resume,
+    ``load_from``, ``Pretrained``) through
+    :func:`atomnas_mm.models.checkpoint.load_checkpoint_file`: the same
+    weights-only loading, with one-line errors that name the file."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_local(filename, map_location):
+        from ..models.checkpoint import load_checkpoint_file
+        return load_checkpoint_file(osp.expanduser(filename), map_location)
+
+    load_from_local._atomnas = True
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
+                                     force=True)
+
+
+# ------------------------------------------------------------ launching
+@_seam('mmengine')
+def setup_launcher(cfg) -> None:
+    """Prepare ``cfg`` for its launcher.
+
+    mmengine 0.10.7's ``pytorch`` launcher calls ``torch.cuda.set_device``
+    and defaults to NCCL, and its DDP wrapper passes ``device_ids``, all of
+    which fail for CPU processes. Without CUDA we start the gloo process
+    group ourselves (mmengine then skips its own set-up) and wrap with
+    ``device_ids=None``. With CUDA nothing changes.
+    """
+    import torch.distributed as dist
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return
+    env_cfg = cfg.setdefault('env_cfg', {})
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if not dist.is_initialized():
+        if cfg.launcher != 'pytorch':
+            raise RuntimeError(f'launcher {cfg.launcher!r} needs CUDA here; '
+                               'on CPU use --launcher pytorch (torchrun)')
+        dist.init_process_group(
+            backend='gloo', rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+# ------------------------------------------------------------ checkpoints
+@_seam('mmengine')
+def save_checkpoint_safely(hook, runner, step: int, meta: dict) -> None:
+    """``CheckpointHook._save_checkpoint_with_step``, reordered so that an
+    intact checkpoint exists at every moment.
+
+    mmengine deletes the oldest kept checkpoint before writing the new one,
+    and writes it in place: a kill during the write leaves a truncated
+    newest file and, with ``max_keep_ckpts=1``, nothing else. Here the new
+    checkpoint is written to a temporary name and renamed (atomic on one
+    file system), ``last_checkpoint`` likewise, and only then is the oldest
+    deleted.
+    """
+    from mmengine.dist import is_main_process
+    from mmengine.fileio import LocalBackend
+    from mmengine.hooks import CheckpointHook
+    if not isinstance(hook.file_backend, LocalBackend):
+        return CheckpointHook._save_checkpoint_with_step(hook, runner, step,
+                                                         meta)
+    stale = None
+    if hook.max_keep_ckpts > 0 and not (hook.keep_ckpt_ids and
+                                        hook.keep_ckpt_ids[-1] == step):
+        if len(hook.keep_ckpt_ids) == hook.max_keep_ckpts:
+            stale = hook.keep_ckpt_ids[0]
+        hook.keep_ckpt_ids.append(step)  # a bounded deque drops the oldest
+        runner.message_hub.update_info('keep_ckpt_ids',
+                                       list(hook.keep_ckpt_ids))
+    filename = hook.filename_tmpl.format(step)
+    hook.last_ckpt = osp.join(hook.out_dir, filename)
+    runner.message_hub.update_info('last_ckpt', hook.last_ckpt)
+    runner.save_checkpoint(
+        hook.out_dir, filename + '.tmp', hook.file_client_args,
+        save_optimizer=hook.save_optimizer,
+        save_param_scheduler=hook.save_param_scheduler, meta=meta,
+        by_epoch=hook.by_epoch, backend_args=hook.backend_args, **hook.args)
+    if not is_main_process():
+        return
+    os.replace(hook.last_ckpt + '.tmp', hook.last_ckpt)
+    pointer = osp.join(runner.work_dir, 'last_checkpoint')
+    with open(pointer + '.tmp', 'w') as f:
+        f.write(hook.last_ckpt)
+    os.replace(pointer + '.tmp', pointer)
+    if stale is not None and stale != step:
+        old = osp.join(hook.out_dir, hook.filename_tmpl.format(stale))
+        if osp.isfile(old):
+            os.remove(old)
