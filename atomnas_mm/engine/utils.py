@@ -1,5 +1,6 @@
 """What the engine needs around a shape change of the net: finding the
-backbone, and making optimizers and EMA copies follow replaced parameters."""
+backbone and the EMA copy, and making optimizers follow replaced
+parameters."""
 from typing import Dict, Iterable, List, Optional
 
 import torch
@@ -33,13 +34,18 @@ def find_backbone(model: nn.Module, what: str = 'model') -> AtomNASNet:
     return nets[0]
 
 
+def find_hook(runner, cls):
+    """The runner's hook of type ``cls``, or None."""
+    for hook in runner.hooks:
+        if isinstance(hook, cls):
+            return hook
+    return None
+
+
 def find_ema_hook(runner):
     """mmengine's EMAHook of the runner, or None."""
     from mmengine.hooks import EMAHook
-    for hook in runner.hooks:
-        if isinstance(hook, EMAHook):
-            return hook
-    return None
+    return find_hook(runner, EMAHook)
 
 
 @torch.no_grad()
@@ -83,16 +89,6 @@ def _slice_like(state: torch.Tensor, r: ParamSlice) -> torch.Tensor:
             memory_format=torch.channels_last):
         out = out.contiguous(memory_format=torch.channels_last)
     return out
-
-
-def refresh_ema(ema_hook) -> None:
-    """After the EMA copy's parameters were replaced, rebuild the averaged
-    model's name -> tensor table (it holds the old objects)."""
-    if ema_hook is None:
-        return
-    ema = ema_hook.ema_model
-    ema.avg_parameters = ema.module.state_dict() if ema.update_buffers \
-        else dict(ema.module.named_parameters())
 
 
 def ema_backbone(ema_hook) -> Optional[AtomNASNet]:

@@ -1,6 +1,14 @@
-"""Run by test_ddp.py under torchrun: a 2-process gloo search with shrinks.
-Each rank checks that every parameter is identical across ranks, and rank 0
-writes what it saw to the json file given as argv[1]."""
+"""Run by test_ddp.py under torchrun: a 2-process gloo search with shrinks,
+EMA on.
+
+Right after each shrink, before the DDP wrapper is rebuilt, every rank
+fingerprints its parameters, optimizer state, alpha_hat, EMA parameters and
+spec, and the ranks compare them. Rank 0 writes what it saw to the json
+file given as argv[1]. With ``sabotage`` as argv[4], rank 1 removes one
+atom more than rank 0 at the first shrink (as a surgery that skipped the
+broadcast would): the comparison must see it, and the run stops there.
+"""
+import hashlib
 import json
 import os
 import sys
@@ -14,25 +22,87 @@ sys.path.insert(0, ROOT)
 
 from mmengine.runner import Runner  # noqa: E402
 
-from atomnas_mm.utils.launch import setup_launcher  # noqa: E402
+from atomnas_mm.engine import DynamicShrinkHook  # noqa: E402
+from atomnas_mm.engine.search import transaction  # noqa: E402
+from atomnas_mm.engine.utils import ema_backbone, find_ema_hook  # noqa: E402
+from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
 from tests.conftest import TINY_SPEC, search_cfg  # noqa: E402
 
 
-def main(out, work_dir, data_root):
+class Diverged(Exception):
+    pass
+
+
+def _digest(tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(runner, hook) -> dict:
+    model = runner.model.module if hasattr(runner.model, 'module') \
+        else runner.model
+    opt = runner.optim_wrapper.optimizer
+    state = [v for g in opt.param_groups for p in g['params']
+             for _, v in sorted(opt.state.get(p, {}).items())
+             if torch.is_tensor(v)]
+    ema = ema_backbone(find_ema_hook(runner))
+    return dict(
+        spec=model.backbone.arch_spec.to_json(),
+        params=_digest(model.parameters()),
+        optimizer=_digest(state),
+        alpha_hat=_digest(v for _, v in sorted(hook.alpha_hat.items())),
+        ema=_digest(ema.parameters()))
+
+
+def main(out, work_dir, data_root, mode='check'):
     cfg = search_cfg(work_dir, data_root, TINY_SPEC, max_epochs=4, interval=1)
     cfg.launcher = 'pytorch'
-    cfg.custom_hooks = cfg.custom_hooks[:1]  # the shrink hook
+    cfg.custom_hooks = cfg.custom_hooks[:2]  # the shrink hook and EMA
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg)
-    runner.train()
-    model = runner.model.module
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-    gathered = [torch.zeros_like(flat) for _ in range(2)]
-    dist.all_gather(gathered, flat)
+    hook = next(h for h in runner.hooks if isinstance(h, DynamicShrinkHook))
+    checks = []
+    real_rewrap = transaction.rewrap
+
+    def compared_rewrap(runner_):
+        mine = fingerprint(runner_, hook)
+        everyone = [None, None]
+        dist.all_gather_object(everyone, mine)
+        same = {k: everyone[0][k] == everyone[1][k] for k in mine}
+        checks.append(same)
+        if not all(same.values()):
+            raise Diverged(same)
+        real_rewrap(runner_)
+
+    transaction.rewrap = compared_rewrap
+    if mode == 'sabotage':
+        real_plan = hook.plan
+
+        def plan_one_more_on_rank1(runner_, masks):
+            # Only when both ranks remove something (masks are identical on
+            # both, so they agree on this): then rank 1 removes one more.
+            if dist.get_rank() == 1 and any(m.any() for m in masks.values()):
+                masks = {k: m.clone() for k, m in masks.items()}
+                key = next(k for k, m in masks.items() if not m.all())
+                masks[key][(~masks[key]).nonzero()[0]] = True
+            return real_plan(runner_, masks)
+
+        hook.plan = plan_one_more_on_rank1
+    diverged = False
+    try:
+        runner.train()
+    except Diverged:
+        diverged = True
+    model = runner.model.module if hasattr(runner.model, 'module') \
+        else runner.model
     if dist.get_rank() == 0:
         with open(out, 'w') as f:
             json.dump(dict(
-                identical=bool(torch.equal(gathered[0], gathered[1])),
+                checks=checks, diverged=diverged,
                 wrapped=type(runner.model).__name__,
                 atoms=model.backbone.arch_spec.num_atoms,
                 supernet_atoms=sum(sum(int(v) for v in b['kernels'].values())

@@ -1,25 +1,30 @@
-"""Dynamic network shrinkage: physically remove dead atoms during training."""
-import copy
-import gc
+"""Dynamic network shrinkage: physically remove dead atoms during training.
+
+The hook orchestrates; the parts live in :mod:`atomnas_mm.engine.search`:
+importance tracking (``ImportanceTracker``), the decision (``dead_masks``,
+``plan_removal``: pure functions), the transaction (``reshape_search``) and
+the deployable checkpoint (``recalibrated_copy``,
+``save_deploy_checkpoint``).
+"""
 import os
 import os.path as osp
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 from mmengine.dist import broadcast, get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.optim import OptimWrapper
 
-from ...models.arch import ArchSpec, count
-from ...models.checkpoint import SPEC_META_KEY
+from ...models.arch import count
+from ...models.checkpoint import (SPEC_META_KEY, check_weights_match_spec,
+                                  checkpoint_spec_or_none)
 from ...registry import HOOKS
-from ..recalibrate import recalibrate_bn
-from ..utils import (ema_backbone, find_backbone, find_ema_hook,
-                     follow_in_optimizer, refresh_ema, unwrap)
-
-Key = Tuple[int, int]  # (block index, kernel size)
+from ...utils.seams import is_resuming
+from ..resume import latest_intact_checkpoint
+from ..search import (ImportanceTracker, current_alpha, dead_masks,
+                      plan_removal, recalibrated_copy, reshape_search,
+                      reshape_to_checkpoint, save_deploy_checkpoint)
+from ..utils import find_backbone, find_ema_hook, find_hook, unwrap
 
 
 @HOOKS.register_module()
@@ -33,9 +38,10 @@ class DynamicShrinkHook(Hook):
     ``threshold``; once the dead atoms cost ``delta`` MACs or more they are
     removed, as one transaction, from the model, mmengine's EMA copy, the
     optimizer's state and the alpha_hat buffers, and a DDP wrapper is
-    rebuilt. The removed atoms' constant output is folded into the next BN,
-    so the eval-mode output does not change. Each new spec is written to
-    ``<work_dir>/arch/``.
+    rebuilt. The removed atoms' constant output is folded into the next BN
+    (a residual block left without atoms becomes the identity plus that
+    constant), so the eval-mode output does not change. Each new spec is
+    written to ``<work_dir>/arch/``.
 
     Checkpoints carry the spec (``meta['atomnas_spec']``) and alpha_hat;
     loading one (resume or ``load_from``) first shrinks the model, its EMA
@@ -54,7 +60,8 @@ class DynamicShrinkHook(Hook):
         input_size: Input (H, W) or side at which MACs are counted.
         num_classes: Classifier width counted in the logged MACs.
         deploy_recalib_batches: Training batches for the BN recalibration of
-            the deployable checkpoint (0: none).
+            ``deploy.pth``. None (default): the ``BNRecalibrationHook``'s
+            ``num_batches`` (one setting for both), or 0 without one.
     """
 
     priority = 'HIGH'  # before EMAHook, so its copy is reshaped before load
@@ -62,7 +69,7 @@ class DynamicShrinkHook(Hook):
     def __init__(self, momentum: float = 0.9999, threshold: float = 1e-3,
                  delta: float = 1e6, interval: int = 1, by_epoch: bool = True,
                  input_size=224, num_classes: int = 1000,
-                 deploy_recalib_batches: int = 10) -> None:
+                 deploy_recalib_batches: Optional[int] = None) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'DynamicShrinkHook: momentum (beta) must be in '
                              f'[0, 1), got {momentum}')
@@ -75,7 +82,9 @@ class DynamicShrinkHook(Hook):
         if interval < 1:
             raise ValueError(f'DynamicShrinkHook: interval must be >= 1, got '
                              f'{interval}')
-        self.momentum = momentum
+        if deploy_recalib_batches is not None and deploy_recalib_batches < 0:
+            raise ValueError('DynamicShrinkHook: deploy_recalib_batches must '
+                             f'be >= 0, got {deploy_recalib_batches}')
         self.threshold = threshold
         self.delta = delta
         self.interval = interval
@@ -83,10 +92,15 @@ class DynamicShrinkHook(Hook):
         self.input_size = input_size
         self.num_classes = num_classes
         self.deploy_recalib_batches = deploy_recalib_batches
-        self.alpha_hat: Dict[Key, torch.Tensor] = {}
+        self.tracker = ImportanceTracker(momentum)
         self.initial_macs: Optional[int] = None
         self.macs: Optional[int] = None
         self._backbone = None
+
+    @property
+    def alpha_hat(self):
+        """Key (block, kernel) -> alpha_hat of that kernel's atoms."""
+        return self.tracker.alpha_hat
 
     def _count(self, spec) -> int:
         return count(spec, self.input_size, self.num_classes).macs
@@ -106,27 +120,15 @@ class DynamicShrinkHook(Hook):
 
     def before_train(self, runner) -> None:
         backbone = self._net(runner)
-        if not self.alpha_hat:
-            self.alpha_hat = {
-                (i, k): bn.weight.detach().float().clone()
-                for i, b in enumerate(backbone.blocks)
-                for k, bn in b.importance_bns().items()
-            }
+        self.tracker.start(backbone)
         self.macs = self._count(backbone.arch_spec)
         if self.initial_macs is None:
             self.initial_macs = self.macs
 
     # ------------------------------------------------------------ training
-    @torch.no_grad()
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        backbone = self._net(runner)
-        beta = self.momentum
-        for i, b in enumerate(backbone.blocks):
-            for k, bn in b.importance_bns().items():
-                ah = self.alpha_hat[(i, k)]
-                ah.mul_(beta).add_(bn.weight.detach().float().to(ah.device),
-                                   alpha=1 - beta)
+        self.tracker.update(self._net(runner))
         runner.message_hub.update_scalar('train/macs', float(self.macs))
         if not self.by_epoch and self.every_n_train_iters(runner,
                                                           self.interval):
@@ -138,28 +140,21 @@ class DynamicShrinkHook(Hook):
 
     # ------------------------------------------------------------ decision
     @torch.no_grad()
-    def dead_atoms(self, runner) -> Dict[Key, torch.Tensor]:
+    def dead_atoms(self, runner):
         """(block, kernel) -> bool mask of dead atoms, identical on every
         rank (rank 0's decision is broadcast).
 
         Raises:
             FloatingPointError: an importance factor is NaN or inf.
         """
-        backbone = self._net(runner)
-        masks: Dict[Key, torch.Tensor] = {}
-        for i, b in enumerate(backbone.blocks):
-            for k, bn in b.importance_bns().items():
-                alpha = bn.weight.detach().float()
-                ah = self.alpha_hat[(i, k)].to(alpha.device)
-                if not (torch.isfinite(alpha).all()
-                        and torch.isfinite(ah).all()):
-                    raise FloatingPointError(
-                        f'AtomNAS shrink: block {i} kernel {k} has a NaN/inf '
-                        'BN gamma (importance); nothing was removed. Training '
-                        'diverged: lower the lr or lambda and resume from the '
-                        f'last checkpoint in {runner.work_dir}')
-                masks[(i, k)] = (alpha.abs() < self.threshold) & \
-                    (ah.abs() < self.threshold)
+        try:
+            masks = dead_masks(current_alpha(self._net(runner)),
+                               self.alpha_hat, self.threshold)
+        except FloatingPointError as e:
+            raise FloatingPointError(
+                f'AtomNAS shrink: {e}; nothing was removed. Training '
+                f'diverged: lower the lr or lambda, then '
+                f'{self._restart_hint(runner)}') from None
         if get_world_size() > 1 and masks:
             flat = torch.cat([m.to(torch.uint8).cpu() for m in masks.values()])
             broadcast(flat, 0)
@@ -170,88 +165,44 @@ class DynamicShrinkHook(Hook):
             masks = out
         return masks
 
-    def plan(self, runner, masks: Dict[Key, torch.Tensor]):
-        """Turn dead masks into keep-indices per block; None when the dead
-        atoms cost less than ``delta``."""
+    @staticmethod
+    def _restart_hint(runner) -> str:
+        path, _ = latest_intact_checkpoint(runner.work_dir)
+        if path is None:
+            return (f'start again (no checkpoint in {runner.work_dir} yet)')
+        return f'resume from {path} (--resume {path})'
+
+    def plan(self, runner, masks):
+        """The removal for ``masks`` (see :func:`plan_removal`), or None."""
         backbone = self._net(runner)
-        costs = count(backbone.arch_spec, self.input_size).blocks
-        dead_macs = sum(int(m.sum()) * costs[i].atom_macs[k]
-                        for (i, k), m in masks.items())
-        if dead_macs == 0 or dead_macs < self.delta:
-            return None, dead_macs
-        plan = {}
-        for i, b in enumerate(backbone.blocks):
-            keys = [(i, k) for k in b.kernels]
-            if not any(masks[key].any() for key in keys):
-                continue
-            keep = {k: (~masks[(i, k)]).nonzero().flatten() for k in b.kernels}
-            if not any(len(v) for v in keep.values()) and not b.has_residual:
-                # Cannot become the identity: keep its strongest atom.
-                best = max(keys, key=lambda key: float(
-                    self.alpha_hat[key].abs().max()))
-                idx = self.alpha_hat[best].abs().argmax().view(1)
-                keep = {best[1]: idx.to(masks[best].device)}
-                print_log(f'AtomNAS shrink: every atom of block {i} is dead '
-                          f'but it has no residual; keeping its strongest '
-                          f'atom (kernel {best[1]})', logger='current')
-            plan[i] = keep
-        return plan, dead_macs
+        spec = backbone.arch_spec
+        costs = count(spec, self.input_size).blocks
+        atom_cost = {(i, k): float(c) for i, b in enumerate(costs)
+                     for k, c in b.atom_macs.items()}
+        importance = {k: v.abs() for k, v in self.alpha_hat.items()}
+        return plan_removal(spec, masks, importance, atom_cost, self.delta)
 
     # ------------------------------------------------------------ transaction
     def shrink(self, runner) -> bool:
         """Remove dead atoms if they cost ``delta`` MACs. Returns whether
         anything was removed."""
-        masks = self.dead_atoms(runner)
-        plan, dead_macs = self.plan(runner, masks)
-        if plan is None:
+        removal = self.plan(runner, self.dead_atoms(runner))
+        if removal is None:
             return False
+        for note in removal.notes:
+            print_log(f'AtomNAS shrink: {note}', logger='current')
         before = self.macs
-        atoms = self._net(runner).arch_spec.num_atoms
-        self.apply(runner, plan)
-        removed = atoms - self._net(runner).arch_spec.num_atoms
-        print_log(f'AtomNAS shrink at epoch {runner.epoch}, iter {runner.iter}'
-                  f': removed {removed} atoms; '
+        backbone = self._net(runner)
+        reshape_search(runner, backbone, removal.keep, self.tracker)
+        self.macs = self._count(backbone.arch_spec)
+        # Counted as mmengine's log counts: epochs and iterations from 1.
+        where = f'epoch {runner.epoch + 1}' if self.by_epoch else ''
+        print_log(f'AtomNAS shrink after {where + ", " if where else ""}'
+                  f'iter {runner.iter + 1}: removed {removal.atoms} atoms; '
                   f'{before / 1e6:.2f}M -> {self.macs / 1e6:.2f}M MACs',
                   logger='current')
-        self._write_spec(runner, f'iter_{runner.iter}.json')
+        self._write_spec(runner, f'iter_{runner.iter + 1}.json')
         return True
-
-    def apply(self, runner, plan) -> None:
-        """Apply keep-indices to everything that holds per-atom state."""
-        backbone = self._net(runner)
-        records = backbone.keep_atoms(plan)
-        ema_hook = find_ema_hook(runner)
-        ema_net = ema_backbone(ema_hook)
-        if ema_net is not None:
-            ema_net.keep_atoms(plan)
-            refresh_ema(ema_hook)
-        if isinstance(runner.optim_wrapper, OptimWrapper):
-            follow_in_optimizer(runner.optim_wrapper.optimizer, records)
-        for key in list(self.alpha_hat):
-            if key[0] not in plan:
-                continue
-            idx = plan[key[0]].get(key[1])
-            if idx is None or not len(idx):
-                del self.alpha_hat[key]
-            else:
-                ah = self.alpha_hat[key]
-                self.alpha_hat[key] = ah[torch.as_tensor(idx).to(ah.device)]
-        self._rewrap(runner)
-        self.macs = self._count(backbone.arch_spec)
-
-    @staticmethod
-    def _rewrap(runner) -> None:
-        """DDP keeps per-parameter buckets: rebuild it around the new
-        parameters (the old wrapper's hooks go with it)."""
-        if not is_model_wrapper(runner.model):
-            return
-        module = runner.model.module
-        old = runner.model
-        runner.model = None
-        del old
-        gc.collect()
-        runner.model = runner.wrap_model(runner.cfg.get('model_wrapper_cfg'),
-                                         module)
 
     def _write_spec(self, runner, name: str) -> None:
         if not is_main_process():
@@ -267,59 +218,55 @@ class DynamicShrinkHook(Hook):
         spec = self._net(runner).arch_spec
         checkpoint.setdefault('meta', {})[SPEC_META_KEY] = spec.to_dict()
         checkpoint['atomnas_search'] = dict(
-            alpha_hat={f'{i}.{k}': v.cpu() for (i, k), v in
-                       self.alpha_hat.items()},
+            alpha_hat=self.tracker.state_dict(),
             initial_macs=self.initial_macs)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        spec = checkpoint.get('meta', {}).get(SPEC_META_KEY)
+        spec = checkpoint_spec_or_none(checkpoint, 'the checkpoint')
         if spec is not None:
+            for key in ('state_dict', 'ema_state_dict'):
+                if isinstance(checkpoint.get(key), dict):
+                    check_weights_match_spec(checkpoint[key], spec,
+                                             'the checkpoint being loaded')
             backbone = self._net(runner)
-            if ArchSpec.load(spec) != backbone.arch_spec:
-                records = backbone.reshape_to(spec, 'checkpoint')
-                ema_net = ema_backbone(find_ema_hook(runner))
-                if ema_net is not None:
-                    ema_net.reshape_to(spec, 'checkpoint')
-                    refresh_ema(find_ema_hook(runner))
-                if isinstance(runner.optim_wrapper, OptimWrapper):
-                    follow_in_optimizer(runner.optim_wrapper.optimizer,
-                                        records)
-                self._rewrap(runner)
+            if reshape_to_checkpoint(runner, backbone, spec) is not None:
                 print_log('AtomNAS: net shrunk to the checkpoint\'s spec '
                           f'({self._count(spec) / 1e6:.2f}M '
                           'MACs) before loading its weights',
                           logger='current')
         search = checkpoint.get('atomnas_search')
-        if search is not None and runner._resume:
-            self.alpha_hat = {
-                tuple(int(x) for x in key.split('.')): v.float()
-                for key, v in search['alpha_hat'].items()
-            }
+        if search is not None and is_resuming(runner):
+            self.tracker.load_state_dict(search['alpha_hat'])
             self.initial_macs = search.get('initial_macs')
 
     # ------------------------------------------------------------ the end
+    def recalib_batches(self, runner) -> int:
+        """Batches for the deployable checkpoint's BN recalibration."""
+        if self.deploy_recalib_batches is not None:
+            return self.deploy_recalib_batches
+        from .bn_recalibration_hook import BNRecalibrationHook
+        recal = find_hook(runner, BNRecalibrationHook)
+        return recal.num_batches if recal is not None else 0
+
     def after_train(self, runner) -> None:
-        backbone = self._net(runner)
-        spec = backbone.arch_spec
+        spec = self._net(runner).arch_spec
         ema_hook = find_ema_hook(runner)
         source = ema_hook.ema_model.module if ema_hook is not None \
             else unwrap(runner.model)
-        deployed = copy.deepcopy(source)
-        if self.deploy_recalib_batches > 0:
+        batches = self.recalib_batches(runner)
+        if batches:
             print_log('AtomNAS: BN recalibration of the deployable model',
                       logger='current')
-            recalibrate_bn(deployed, runner.train_dataloader,
-                           self.deploy_recalib_batches)
+        deployed = recalibrated_copy(source, runner.train_dataloader,
+                                     batches)
         if not is_main_process():
             return
         spec.dump(osp.join(runner.work_dir, 'searched_arch.json'))
-        path = osp.join(runner.work_dir, 'deploy.pth')
-        torch.save(dict(state_dict=deployed.state_dict(),
-                        meta={SPEC_META_KEY: spec.to_dict(),
-                              'ema': ema_hook is not None,
-                              'epoch': runner.epoch, 'iter': runner.iter}),
-                   path + '.tmp')
-        os.replace(path + '.tmp', path)
+        path = save_deploy_checkpoint(
+            deployed.state_dict(), spec,
+            osp.join(runner.work_dir, 'deploy.pth'),
+            dict(ema=ema_hook is not None, recalib_batches=batches,
+                 epoch=runner.epoch, iter=runner.iter))
         macs = self._count(spec)
         print_log(f'AtomNAS: searched net {macs / 1e6:.2f}M MACs (from '
                   f'{(self.initial_macs or macs) / 1e6:.2f}M); spec '

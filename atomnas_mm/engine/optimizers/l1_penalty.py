@@ -91,7 +91,22 @@ class L1PenaltyMixin:
 
     def update_params(self, loss: torch.Tensor, step_kwargs=None,
                       zero_kwargs=None) -> None:
-        if self._backbone is not None and self.penalty_cfg['weight'] > 0:
+        """Contract: called once per training iteration with the task loss,
+        exactly like ``OptimWrapper.update_params``; the penalty is added
+        before the loss is scaled (accumulation, AMP), so its gradient is
+        the same under every wrapper setting.
+
+        Raises:
+            RuntimeError: the wrapper was never given the model (built
+                without :class:`AtomNASOptimWrapperConstructor`), so the
+                penalty could not be applied.
+        """
+        if self._backbone is None and self.penalty_cfg['weight'] > 0:
+            raise RuntimeError(
+                f'{type(self).__name__}: the L1 penalty has no model to act '
+                "on; set optim_wrapper.constructor='atomnas_mm."
+                "AtomNASOptimWrapperConstructor' in the config")
+        if self.penalty_cfg['weight'] > 0:
             lam = self.current_lambda()
             pen = self.penalty()
             hub = MessageHub.get_current_instance()

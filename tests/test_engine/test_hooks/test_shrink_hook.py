@@ -104,12 +104,15 @@ def test_deploy_checkpoint_loads_into_plain_net(tmp_path, digits_root,
     metrics = runner.test()
     assert 'accuracy/top1' in metrics
     assert runner.model.backbone.arch_spec == load_spec(spec_path)
-    # And into the supernet's config: the net takes the checkpoint's shape.
-    net = AtomNASNet(tiny_spec)
-    state = torch.load(deploy, weights_only=True)['state_dict']
-    net.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()
-                         if k.startswith('backbone.')})
+    # And into the supernet's config: the net takes the checkpoint's shape
+    # from its spec (Pretrained), not by guessing from which keys exist.
+    net = AtomNASNet(tiny_spec, init_cfg=dict(
+        type='Pretrained', checkpoint=deploy, prefix='backbone.'))
+    net.init_weights()
     assert net.arch_spec == load_spec(spec_path)
+    state = torch.load(deploy, weights_only=True)['state_dict']
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state['backbone.' + k])
 
 
 def test_checkpoint_from_other_arch_is_refused(tmp_path, digits_root,

@@ -135,3 +135,57 @@ def test_model_without_atomnas_backbone():
             head=dict(type='LinearClsHead', num_classes=3, in_channels=1280)))
     with pytest.raises(ValueError, match='no AtomNASNet backbone'):
         _wrapper(model, weight=1e-4)
+
+
+def test_wrapper_without_constructor_refuses_the_first_step(tiny_spec):
+    """Built by mmengine's default constructor, the wrapper never sees the
+    model: it must not train on without the penalty."""
+    from mmengine.optim import build_optim_wrapper
+    model = _classifier(tiny_spec)
+    wrapper = build_optim_wrapper(model, dict(
+        type='atomnas_mm.AtomNASOptimWrapper',
+        optimizer=dict(type='SGD', lr=0.1),
+        penalty=dict(weight=1e-4, input_size=32)))
+    _set_progress(5)
+    loss = sum(p.sum() for p in model.parameters()) * 0
+    with pytest.raises(RuntimeError, match="constructor='atomnas_mm."
+                       "AtomNASOptimWrapperConstructor'"):
+        wrapper.update_params(loss)
+
+
+def test_amp_wrapper_adds_the_penalty_before_loss_scaling(tiny_spec,
+                                                          monkeypatch):
+    """As far as a CPU allows: mmengine's AmpOptimWrapper asserts a GPU, so
+    the check is bypassed and its CUDA GradScaler replaced by torch's CPU
+    one (real loss scaling). One step must move every parameter exactly as
+    the plain wrapper does: the penalty is added before the scaling, and
+    the scaling is undone before the step."""
+    import functools
+
+    from mmengine.optim.optimizer import amp_optimizer_wrapper as amp
+    monkeypatch.setattr(amp, 'is_cuda_available', lambda: True)
+    monkeypatch.setattr(amp, 'GradScaler',
+                        functools.partial(torch.amp.GradScaler, 'cpu'))
+    results = []
+    for kind in ('AtomNASOptimWrapper', 'AtomNASAmpOptimWrapper'):
+        torch.manual_seed(0)
+        model = _classifier(tiny_spec)
+        cfg = dict(type=f'atomnas_mm.{kind}',
+                   optimizer=dict(type='SGD', lr=0.1),
+                   penalty=dict(weight=0.01, input_size=32))
+        if 'Amp' in kind:
+            cfg['loss_scale'] = 1024.0
+        wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(
+            dict(type='atomnas_mm.AtomNASOptimWrapperConstructor',
+                 optim_wrapper_cfg=cfg))(model)
+        _set_progress(100)
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        loss = model(x, mode='tensor').pow(2).mean()
+        before = [p.detach().clone() for p in model.parameters()]
+        wrapper.update_params(loss)
+        results.append([p.detach() - b for p, b in zip(model.parameters(),
+                                                       before)])
+        if 'Amp' in kind:
+            assert wrapper.loss_scaler.get_scale() == 1024.0
+    for plain, amp_step in zip(*results):
+        assert torch.allclose(plain, amp_step, atol=1e-6, rtol=1e-4)
