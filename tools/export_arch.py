@@ -4,7 +4,7 @@ checkpoint.
     python tools/export_arch.py work_dirs/x/epoch_50.pth
     python tools/export_arch.py work_dirs/x/epoch_50.pth --deploy
     python tools/export_arch.py work_dirs/x/epoch_50.pth --deploy \\
-        --config configs/atomnas/atomnas_c_search.py --recalib-batches 100
+        --config configs/atomnas/atomnas_c_imagenet.py --recalib-batches 64
 
 Any checkpoint written during a search carries its spec in
 ``meta['atomnas_spec']``; it is written as ``<out-dir>/<stem>_arch.json``
@@ -15,9 +15,11 @@ are the ones the search evaluates), else the plain ones, with the spec in
 their meta, so that they load into a plain net built from that spec.
 
 EMA weights carry the running BN statistics of the training weights; with
-``--config`` and ``--recalib-batches N`` the model is built from the config
-(at the checkpoint's shape), and its BN statistics are recomputed over N
-batches of the config's training dataloader before saving.
+``--config`` the model is built from the config (at the checkpoint's
+shape), and its BN statistics are recomputed over the training batches that
+the config's ``BNRecalibrationHook`` uses (``--recalib-batches N`` sets
+another number) before saving -- the same export the search writes its
+``deploy.pth`` with.
 """
 from __future__ import annotations
 
@@ -34,10 +36,10 @@ import torch  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401  (registry; safe loading of checkpoints)
 from atomnas_mm.models.arch import ArchSpec, SpecError  # noqa: E402
+from atomnas_mm.engine.search import (recalibrated_copy,  # noqa: E402
+                                      save_deploy_checkpoint)
 from atomnas_mm.models.checkpoint import (  # noqa: E402
-    SPEC_META_KEY, load_checkpoint_file, spec_from_checkpoint)
-
-EMA_PREFIX = 'module.'
+    load_checkpoint_file, spec_from_checkpoint, state_dict_of)
 
 
 def load_checkpoint(path: str) -> dict:
@@ -58,31 +60,35 @@ def checkpoint_spec(ckpt: dict, path: str) -> ArchSpec:
 
 def deploy_weights(ckpt: dict, path: str) -> Tuple[Dict[str, torch.Tensor],
                                                    bool]:
-    """The weights to deploy: mmengine's EMA copy if there is one (its
-    ``module.`` prefix stripped, its ``steps`` counter dropped), else the
+    """The weights to deploy: mmengine's EMA copy if there is one, else the
     checkpoint's ``state_dict``.
 
     Returns:
         (state_dict, whether it is the EMA one).
     """
+    try:
+        state = state_dict_of(ckpt, path, prefer_ema=True)
+    except SpecError as e:
+        raise SystemExit(f'error: {e}') from None
     ema = ckpt.get('ema_state_dict')
-    if ema:
-        state = {k[len(EMA_PREFIX):]: v for k, v in ema.items()
-                 if k.startswith(EMA_PREFIX)}
-        return state, True
-    state = ckpt.get('state_dict')
-    if not isinstance(state, dict) or not state:
-        raise SystemExit(f'error: {path}: the checkpoint has no state_dict '
-                         'and no ema_state_dict')
-    return dict(state), False
+    is_ema = bool(ema) and any(k.startswith('module.') for k in ema)
+    return state, is_ema
+
+
+def config_recalib_batches(cfg) -> int:
+    """The ``num_batches`` of the config's BNRecalibrationHook (0: none)."""
+    for hook in cfg.get('custom_hooks') or []:
+        if str(hook.get('type', '')).endswith('BNRecalibrationHook'):
+            return int(hook.get('num_batches', 10))
+    return 0
 
 
 def recalibrate(state: Dict[str, torch.Tensor], spec: ArchSpec,
-                config: str, num_batches: int,
+                config: str, num_batches: Optional[int],
                 cfg_options: Optional[dict] = None, device: str = 'cpu',
                 progress: bool = True) -> Tuple[Dict[str, torch.Tensor], int]:
     """Recompute the BN statistics of ``state`` on the config's training
-    data.
+    data (``num_batches`` None: the config's BNRecalibrationHook's).
 
     The model is built from ``config`` with ``model.backbone.arch`` set to
     ``spec`` and loads ``state`` strictly, so a mismatch between the config
@@ -95,18 +101,19 @@ def recalibrate(state: Dict[str, torch.Tensor], spec: ArchSpec,
     from mmengine.registry import MODELS, DefaultScope
     from mmengine.runner import Runner
 
-    from atomnas_mm.engine.recalibrate import recalibrate_bn
-
     if not osp.isfile(config):
         raise SystemExit(f'error: {config}: no such config file')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if num_batches is None:
+        num_batches = config_recalib_batches(cfg)
     model_cfg = copy.deepcopy(cfg.model)
     if 'backbone' not in model_cfg:
         raise SystemExit(f'error: {config}: model has no backbone to set the '
                          'searched spec on')
     model_cfg.backbone.arch = spec.to_dict()
+    model_cfg.backbone.pop('init_cfg', None)
     # As the Runner does: a top-level data_preprocessor joins the model, so
     # the statistics are collected on normalised inputs.
     if cfg.get('data_preprocessor') is not None:
@@ -119,12 +126,11 @@ def recalibrate(state: Dict[str, torch.Tensor], spec: ArchSpec,
             raise SystemExit(f'error: the weights do not fit the model of '
                              f'{config}: {str(e).splitlines()[0]}') from None
         model.to(device)
-        loader = Runner.build_dataloader(cfg.train_dataloader)
-        used = recalibrate_bn(model, loader, num_batches, progress)
-    if used < num_batches:
-        print(f'warning: the training dataloader gave {used} batches, not '
-              f'{num_batches}', file=sys.stderr)
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, used
+        loader = Runner.build_dataloader(cfg.train_dataloader) \
+            if num_batches > 0 else None
+        model = recalibrated_copy(model, loader, num_batches, progress)
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, \
+        num_batches
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
@@ -148,15 +154,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     parser.add_argument('--config', help='the search config, to rebuild the '
                         'model and its training dataloader for --recalib-'
                         'batches')
-    parser.add_argument('--recalib-batches', type=int, default=0, metavar='N',
+    parser.add_argument('--recalib-batches', type=int, default=None,
+                        metavar='N',
                         help='recompute the BN statistics of the deployed '
-                        'weights over N training batches (needs --config)')
+                        'weights over N training batches (needs --config; '
+                        'default: the config\'s BNRecalibrationHook\'s)')
     parser.add_argument('--device', default='cpu',
                         help='device for the recalibration (e.g. cuda)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value')
     args = parser.parse_args(argv)
-    if args.recalib_batches < 0:
+    if args.recalib_batches is not None and args.recalib_batches < 0:
         parser.error('--recalib-batches must be >= 0')
     if args.recalib_batches and not args.config:
         parser.error('--recalib-batches needs --config (the model and the '
@@ -180,21 +188,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
 
     state, is_ema = deploy_weights(ckpt, args.checkpoint)
     used = 0
-    if args.config and args.recalib_batches > 0:
+    if args.config:
         state, used = recalibrate(state, spec, args.config,
                                   args.recalib_batches, args.cfg_options,
                                   args.device)
     old_meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
-    meta = {SPEC_META_KEY: spec.to_dict(), 'ema': is_ema,
-            'recalib_batches': used,
+    meta = {'ema': is_ema, 'recalib_batches': used,
             'source': osp.abspath(args.checkpoint)}
     for key in ('epoch', 'iter'):
         if key in old_meta:
             meta[key] = old_meta[key]
-    written['deploy'] = osp.join(out_dir, f'{stem}_deploy.pth')
-    tmp = written['deploy'] + '.tmp'
-    torch.save(dict(state_dict=state, meta=meta), tmp)
-    os.replace(tmp, written['deploy'])  # never leave a half-written file
+    written['deploy'] = save_deploy_checkpoint(
+        state, spec, osp.join(out_dir, f'{stem}_deploy.pth'), meta)
     print(f'{"EMA" if is_ema else "model"} weights'
           f'{f", BN recalibrated over {used} batches" if used else ""}: '
           f'{written["deploy"]}')

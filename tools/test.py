@@ -14,7 +14,11 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401
-from atomnas_mm.utils.launch import setup_launcher  # noqa: E402
+from atomnas_mm.models.arch import SpecError  # noqa: E402
+from atomnas_mm.models.checkpoint import (  # noqa: E402
+    CheckpointError, checkpoint_spec_or_none, check_weights_match_spec,
+    load_checkpoint_file, state_dict_of)
+from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
 
 
 def parse_args():
@@ -34,21 +38,63 @@ def parse_args():
     return args
 
 
+def read_checkpoint(cfg, path: str) -> dict:
+    """Check the checkpoint before anything is built, and take an AtomNAS
+    backbone's structure from the checkpoint's spec (a searched net, also
+    under the supernet's config). Returns its state dict."""
+    ckpt = load_checkpoint_file(path)
+    state = state_dict_of(ckpt, path)
+    spec = checkpoint_spec_or_none(ckpt, path)
+    backbone = cfg.model.get('backbone') or {}
+    if spec is not None:
+        check_weights_match_spec(state, spec, path)
+        if 'AtomNASNet' in str(backbone.get('type', '')):
+            backbone.arch = spec.to_dict()
+            backbone.pop('init_cfg', None)  # the weights come from `path`
+            print(f'[test] backbone built from the spec in {path} '
+                  f'({spec.num_atoms:,} atoms)', file=sys.stderr)
+    return state
+
+
+def check_keys(runner, state: dict, path: str) -> None:
+    """Refuse weights that do not fit the model (mmengine would load what
+    fits and evaluate the rest at random)."""
+    model = runner.model.module if hasattr(runner.model, 'module') \
+        else runner.model
+    mine = {k for k in model.state_dict()
+            if not k.endswith('num_batches_tracked')}
+    missing = sorted(mine - set(state))
+    if len(missing) == len(mine):
+        raise CheckpointError(
+            f'{path}: none of its {len(state)} keys belongs to the model of '
+            f'the config (its first: {next(iter(state))}; the model\'s: '
+            f'{sorted(mine)[0]}); is it a checkpoint of this model?')
+    if missing:
+        raise CheckpointError(
+            f'{path}: {len(missing)} of the model\'s weights are missing '
+            f'(first: {missing[0]}); is it a checkpoint of this model?')
+
+
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
-    setup_launcher(cfg)
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    try:
+        cfg = Config.fromfile(args.config)
+        cfg.launcher = args.launcher
+        if args.cfg_options is not None:
+            cfg.merge_from_dict(args.cfg_options)
+        if args.work_dir is not None:
+            cfg.work_dir = args.work_dir
+        elif cfg.get('work_dir') is None:
+            cfg.work_dir = osp.join(
+                './work_dirs', osp.splitext(osp.basename(args.config))[0])
+        state = read_checkpoint(cfg, args.checkpoint)
+        cfg.load_from = args.checkpoint
+        setup_launcher(cfg)
+        runner = Runner.from_cfg(cfg)
+        check_keys(runner, state, args.checkpoint)
+        metrics = runner.test()
+    except SpecError as e:
+        sys.exit(f'error: {e}')
     if args.out:
         import json
         with open(args.out, 'w') as f:

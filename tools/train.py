@@ -14,7 +14,10 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401  (registers the atomnas_mm scope)
-from atomnas_mm.utils.launch import setup_launcher  # noqa: E402
+from atomnas_mm.engine.resume import latest_intact_checkpoint  # noqa: E402
+from atomnas_mm.models.arch import SpecError  # noqa: E402
+from atomnas_mm.models.checkpoint import load_checkpoint_file  # noqa: E402
+from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
 
 
 def parse_args():
@@ -59,7 +62,7 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -72,12 +75,38 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def resume_checkpoint(work_dir: str):
+    """The newest intact checkpoint of ``work_dir`` (None: start afresh),
+    saying which newer files were skipped and why (a kill during a write
+    leaves a truncated one)."""
+    path, skipped = latest_intact_checkpoint(work_dir)
+    for reason in skipped:
+        print(f'[resume] skipped {reason}', file=sys.stderr)
+    if path is None:
+        if skipped:
+            raise SpecError(f'{work_dir}: no intact checkpoint to resume '
+                            'from (see above); start without --resume')
+        print(f'[resume] no checkpoint in {work_dir}: starting from scratch',
+              file=sys.stderr)
+    else:
+        print(f'[resume] resuming from {path}'
+              + (' (the newest intact checkpoint)' if skipped else ''),
+              file=sys.stderr)
+    return path
+
+
 def main():
     args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
-    setup_launcher(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        cfg = merge_args(Config.fromfile(args.config), args)
+        if cfg.get('load_from'):
+            load_checkpoint_file(cfg.load_from)  # one line if unreadable
+        setup_launcher(cfg)
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+    except (SpecError, FloatingPointError) as e:
+        # Our errors are one line that names the file, field and fix.
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -59,15 +59,15 @@ test_cfg = dict()
 # ---------------------------------------------------------------- hooks ---
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=3,
-                    save_last=True))
+    # Written to a temporary name and renamed; old ones deleted after.
+    checkpoint=dict(type='atomnas_mm.CheckpointHook', interval=5,
+                    max_keep_ckpts=3, save_last=True))
 recalib_batches = 40  # 10 x 256 images per GPU in the paper = 40 x 64
 custom_hooks = [
     # Dead atoms: |alpha_hat| and |alpha| < 1e-3, beta 0.9999; removed
     # every epoch once they cost 1M MACs.
     dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.9999,
-         threshold=1e-3, delta=1e6, interval=1, input_size=224,
-         deploy_recalib_batches=recalib_batches),
+         threshold=1e-3, delta=1e6, interval=1, input_size=224),
     # EMA decay 0.9999 (mmengine's momentum = 1 - decay).
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=recalib_batches),

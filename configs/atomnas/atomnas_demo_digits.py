@@ -98,15 +98,15 @@ test_cfg = dict()
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=4, max_keep_ckpts=2,
-                    save_last=True))
+    # Written to a temporary name and renamed; old ones deleted after.
+    checkpoint=dict(type='atomnas_mm.CheckpointHook', interval=4,
+                    max_keep_ckpts=2, save_last=True))
 custom_hooks = [
     # ...dead atoms removed every epoch once they cost 10k MACs (the demo
     # net is ~2M MACs; ImageNet uses 1e6). A shorter alpha_hat memory and a
     # looser threshold than ImageNet's (0.9999, 1e-3) fit a 368-step run.
     dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.9, threshold=1e-2,
-         delta=1e4, interval=1, input_size=16, num_classes=10,
-         deploy_recalib_batches=10),
+         delta=1e4, interval=1, input_size=16, num_classes=10),
     dict(type='EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),
     # EMA weights need BN statistics of their own before evaluation.
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=10),

@@ -11,17 +11,6 @@ _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
 custom_imports = dict(imports=['atomnas_mm'], allow_failed_imports=False)
 
 
-def stage_channels(arch, out_indices):
-    """Channels of an AtomNASNet's outputs, for the FPN's ``in_channels``.
-
-    The import sits inside the function because mmengine keeps a class
-    imported at the top of a config in the config dict, which then cannot
-    be dumped; functions are dropped from it.
-    """
-    from atomnas_mm.models.backbones import AtomNASNet
-    return AtomNASNet.channels_of(arch, out_indices)
-
-
 # A narrow net with the supernet's block structure: every block has 3x3,
 # 5x5 and 7x7 depthwise kernels, here with 2 x C_in atoms each (6x
 # expansion in all). Four stages of searchable blocks give strides 4, 8,
@@ -63,7 +52,7 @@ model = dict(
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=False),
     neck=dict(
-        in_channels=stage_channels(demo_arch, out_indices),
+        in_channels=[24, 40, 80, 128],  # stages 1-4 of demo_arch
         out_channels=fpn_channels,
         num_outs=5),
     rpn_head=dict(
@@ -163,7 +152,8 @@ param_scheduler = [
 
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=5, max_keep_ckpts=2))
+    checkpoint=dict(type='atomnas_mm.CheckpointHook', interval=5,
+                    max_keep_ckpts=2))
 log_processor = dict(window_size=10)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -197,3 +197,30 @@ def test_recalibration_needs_config(search_dir, capsys):
         export_arch.main([osp.join(search_dir, 'epoch_2.pth'), '--deploy',
                           '--recalib-batches', '2'])
     assert 'needs --config' in capsys.readouterr().err
+
+
+def test_spec_contradicting_weights_is_refused(search_dir, tmp_path):
+    ckpt = _load(osp.join(search_dir, 'epoch_2.pth'))
+    ckpt['meta']['atomnas_spec'] = copy.deepcopy(TINY_SPEC)  # the supernet
+    path = tmp_path / 'lying.pth'
+    torch.save(ckpt, path)
+    with pytest.raises(SystemExit, match=r'lying.pth: its spec .* says '
+                       r'blocks\[\d\] has kernels .* but its weights'):
+        export_arch.main([str(path), '--deploy', '--out-dir',
+                          str(tmp_path / 'out')])
+    assert not (tmp_path / 'out').exists() or not list(
+        (tmp_path / 'out').iterdir())
+
+
+def test_recalibration_defaults_to_the_configs_hook(search_dir, tmp_path):
+    """One recalibration setting: the config's BNRecalibrationHook
+    (num_batches=2 in the test search) serves the export too."""
+    config, = glob.glob(osp.join(search_dir, '*.py'))
+    with one_thread():
+        out = export_arch.main([osp.join(search_dir, 'epoch_2.pth'),
+                                '--out-dir', str(tmp_path), '--deploy',
+                                '--config', config])
+    assert _load(out['deploy'])['meta']['recalib_batches'] == 2
+    # The search's own deploy.pth used the same number.
+    assert _load(osp.join(search_dir, 'deploy.pth'))['meta'][
+        'recalib_batches'] == 2

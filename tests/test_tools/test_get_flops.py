@@ -51,3 +51,37 @@ def test_bad_spec_is_one_line_error(tmp_path):
                                                 kernels={'4': 8})])))
     with pytest.raises(SystemExit, match=r'blocks\[0\].kernels'):
         get_flops.main([str(bad)])
+
+
+def test_config_is_counted_at_its_own_input_size(capsys):
+    from atomnas_mm.models.arch import count
+    from mmengine.config import Config
+    path = config_path('atomnas', 'atomnas_demo_digits.py')
+    cfg = Config.fromfile(path)
+    get_flops.main([path])
+    out = capsys.readouterr().out
+    assert 'input:   16x16  (test pipeline Resize.scale)' in out
+    assert f'{count(cfg.model.backbone.arch, 16, 10).macs:,}' in out
+    get_flops.main([config_path('atomnas', 'atomnas_c_imagenet.py')])
+    assert 'input:   224x224  (test pipeline CenterCrop.crop_size)' in \
+        capsys.readouterr().out
+
+
+def test_search_checkpoint_and_bad_files(capsys, tmp_path):
+    import torch
+    import torchvision
+
+    from atomnas_mm.models.arch import count, load_spec
+    spec = load_spec('atomnas_b')
+    ckpt = tmp_path / 'deploy.pth'
+    torch.save(dict(state_dict={}, meta=dict(atomnas_spec=spec.to_dict())),
+               ckpt)
+    assert _json(capsys, str(ckpt)) == count(spec).as_dict()
+    foreign = tmp_path / 'resnet.pth'
+    torch.save(torchvision.models.resnet18().state_dict(), foreign)
+    with pytest.raises(SystemExit, match='resnet.pth: holds no AtomNAS spec'):
+        get_flops.main([str(foreign)])
+    binary = tmp_path / 'spec.json'
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(SystemExit, match='spec.json: not a UTF-8 text file'):
+        get_flops.main([str(binary)])

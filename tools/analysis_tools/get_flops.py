@@ -3,12 +3,17 @@
     python tools/analysis_tools/get_flops.py atomnas_c
     python tools/analysis_tools/get_flops.py path/to/spec.json --shape 320 256
     python tools/analysis_tools/get_flops.py configs/atomnas/atomnas_demo_digits.py
+    python tools/analysis_tools/get_flops.py work_dirs/x/deploy.pth
     python tools/analysis_tools/get_flops.py atomnas_a --json
 
-The count is arithmetic on the spec (batch 1, the paper's convention: conv
-and linear MACs, global pool, SE multiply; BN and activations free; params
-of conv and linear layers, plus the total with BN). ``--check`` also builds
-the net and counts it with ``mmengine.analysis``.
+The net is anything the backbone's ``arch`` takes: a shipped name, a spec
+file, a search checkpoint, or a config. A config is counted at its own
+input size (its test pipeline's crop or resize) unless ``--shape`` is given;
+everything else at 224x224. The count is arithmetic on the spec (batch 1,
+the paper's convention: conv and linear MACs, global pool, SE multiply; BN
+and activations free; params of conv and linear layers, plus the total with
+BN). ``--check`` also builds the net and counts it with
+``mmengine.analysis``.
 """
 import argparse
 import json
@@ -17,33 +22,17 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from atomnas_mm.models.arch import SpecError, count, load_spec  # noqa: E402
-
-
-def spec_from_config(path: str):
-    """The backbone spec and number of classes of a config."""
-    import atomnas_mm  # noqa: F401  (atomnas_mm:: bases, registry)
-    from mmengine.config import Config
-    cfg = Config.fromfile(path)
-    backbone = cfg.model.get('backbone', cfg.model)
-    if 'arch' not in backbone:
-        raise SpecError(f'{path}: model.backbone has no "arch" (not an '
-                        'AtomNASNet config?)')
-    spec = load_spec(backbone.arch.to_dict()
-                     if hasattr(backbone.arch, 'to_dict') else backbone.arch)
-    if backbone.get('act') is not None:
-        spec.activation = backbone.act
-    if backbone.get('se_ratio') is not None:
-        spec.se_ratio = float(backbone.se_ratio)
-    head = cfg.model.get('head') or {}
-    return spec, head.get('num_classes', 1000)
+from atomnas_mm.models.arch import SpecError, count  # noqa: E402
+from atomnas_mm.models.resolve import resolve_arch  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Count MACs and params')
-    parser.add_argument('arch', help='shipped spec name, spec JSON or config')
-    parser.add_argument('--shape', type=int, nargs='+', default=[224],
-                        metavar='N', help='input size: H W, or one side')
+    parser.add_argument('arch', help='shipped spec name, spec JSON, search '
+                        'checkpoint or config')
+    parser.add_argument('--shape', type=int, nargs='+', default=None,
+                        metavar='N', help='input size: H W, or one side '
+                        '(default: a config\'s own, else 224)')
     parser.add_argument('--num-classes', type=int, default=None,
                         help='classifier width (default: the config\'s, or '
                         '1000); 0 counts the backbone alone')
@@ -55,26 +44,30 @@ def main(argv=None):
     parser.add_argument('--check', action='store_true',
                         help='build the net and compare with mmengine.analysis')
     args = parser.parse_args(argv)
-    if len(args.shape) not in (1, 2):
+    if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error('--shape takes H W or one side')
-    shape = tuple(args.shape) * (3 - len(args.shape))
 
     try:
-        if args.arch.endswith('.py'):
-            spec, num_classes = spec_from_config(args.arch)
-        else:
-            spec, num_classes = load_spec(args.arch), 1000
+        resolved = resolve_arch(args.arch)
     except SpecError as e:
         sys.exit(f'error: {e}')
-    if args.num_classes is not None:
-        num_classes = args.num_classes
+    spec = resolved.spec
+    if args.shape is not None:
+        shape, where = tuple(args.shape) * (3 - len(args.shape)), '--shape'
+    elif resolved.input_size is not None:
+        shape, where = resolved.input_size, resolved.input_size_from
+    else:
+        shape, where = (224, 224), 'default'
+    num_classes = args.num_classes if args.num_classes is not None else \
+        resolved.num_classes if resolved.num_classes is not None else 1000
     report = count(spec, shape, num_classes)
 
     if args.json:
         print(json.dumps(report.as_dict()))
         return
-    print(f'arch:    {args.arch}  (input {shape[0]}x{shape[1]}, '
-          f'{num_classes} classes, {spec.num_atoms:,} atoms)')
+    print(f'arch:    {args.arch}  ({spec.num_atoms:,} atoms, '
+          f'{num_classes} classes)')
+    print(f'input:   {shape[0]}x{shape[1]}  ({where})')
     print(f'MACs:    {report.macs:,}  ({report.macs / 1e6:.1f} M)')
     print(f'params:  {report.params:,}  ({report.params / 1e6:.2f} M, '
           'conv + linear)')

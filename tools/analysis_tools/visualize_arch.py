@@ -40,11 +40,10 @@ from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401  (safe loading of mmengine checkpoints)
 from atomnas_mm.models.arch import (ArchSpec, SpecError,  # noqa: E402
-                                    load_spec, shipped_specs)
+                                    load_spec)
 from atomnas_mm.models.arch.spec import SpecLike  # noqa: E402
-from atomnas_mm.models.checkpoint import spec_from_checkpoint  # noqa: E402
+from atomnas_mm.models.resolve import resolve_arch  # noqa: E402
 
-CHECKPOINT_EXTS = ('.pth', '.pt', '.ckpt')
 SUPERNET_KERNELS = (3, 5, 7)
 SUPERNET_EXPANSION = 6
 # The paper's numbering: block 1 is the fixed first block.
@@ -55,21 +54,18 @@ EXTRA_COLOURS = ['#C44E52', '#8172B3', '#937860', '#DA8BC3', '#8C8C8C']
 
 # ---------------------------------------------------------------- inputs
 def read_input(arg: str) -> Tuple[ArchSpec, str, str]:
-    """Resolve the command line argument.
+    """Resolve the command line argument (anything
+    :func:`atomnas_mm.models.resolve_arch` takes: name, spec, checkpoint,
+    config).
 
     Returns:
         (spec, name for the output files, default output folder).
     """
+    spec = resolve_arch(arg).spec
     if osp.isfile(arg):
-        stem, ext = osp.splitext(osp.basename(arg))
-        folder = osp.dirname(osp.abspath(arg))
-        if ext.lower() in CHECKPOINT_EXTS:
-            return spec_from_checkpoint(arg), stem, folder
-        return load_spec(arg), stem, folder
-    if arg in shipped_specs():
-        return load_spec(arg), arg, os.getcwd()
-    raise SpecError(f'{arg!r}: no such file and no shipped spec of that name '
-                    f'(shipped: {", ".join(shipped_specs())})')
+        stem = osp.splitext(osp.basename(arg))[0]
+        return spec, stem, osp.dirname(osp.abspath(arg))
+    return spec, arg, os.getcwd()
 
 
 def derived_supernet(spec: ArchSpec) -> ArchSpec:
@@ -297,8 +293,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Tuple[str, str]:
     """Command line entry point; returns the two written paths."""
     parser = argparse.ArgumentParser(
         description='Draw an AtomNAS architecture (paper Fig. 5 and 6)')
-    parser.add_argument('spec', help='shipped spec name, spec JSON or search '
-                        'checkpoint (.pth with meta["atomnas_spec"])')
+    parser.add_argument('spec', help='shipped spec name, spec JSON, search '
+                        'checkpoint (.pth with meta["atomnas_spec"]) or '
+                        'config')
     parser.add_argument('--supernet', help='the supernet it was searched '
                         'from: shipped name, spec JSON or checkpoint '
                         '(default: supernet_stem16 / supernet when the '
