@@ -90,7 +90,7 @@ def search_cfg(work_dir, data_root, arch, max_epochs=2, subset=128,
         dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.5,
              threshold=0.3, delta=0, interval=interval, by_epoch=False,
              input_size=16, num_classes=10),
-        dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
+        dict(type='atomnas_mm.EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
         dict(type='atomnas_mm.BNRecalibrationHook', num_batches=2,
              progress=False),
     ]

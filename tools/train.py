@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401  (registers the atomnas_mm scope)
+from atomnas_mm.engine.batch_scaling import scale_to_batch  # noqa: E402
 from atomnas_mm.engine.resume import latest_intact_checkpoint  # noqa: E402
 from atomnas_mm.models.arch import SpecError  # noqa: E402
 from atomnas_mm.models.checkpoint import load_checkpoint_file  # noqa: E402
@@ -69,9 +70,17 @@ def merge_args(cfg: Config, args) -> Config:
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.auto_scale_lr:
-        cfg.setdefault('auto_scale_lr', {})['enable'] = True
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise SpecError(f'{args.config}: --auto-scale-lr needs '
+                            'auto_scale_lr.base_batch_size in the config (the '
+                            'total batch its lr was set for)')
+        cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    world = int(os.environ.get('WORLD_SIZE', 1)) \
+        if args.launcher != 'none' else 1
+    for note in scale_to_batch(cfg, world):
+        print(f'[auto-scale] {note}', file=sys.stderr)
     return cfg
 
 

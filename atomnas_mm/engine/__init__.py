@@ -1,9 +1,11 @@
-from .hooks import BNRecalibrationHook, DynamicShrinkHook
+from .hooks import (BNRecalibrationHook, CheckpointHook, DynamicShrinkHook,
+                    EMAHook)
 from .optimizers import (AtomNASAmpOptimWrapper, AtomNASOptimWrapper,
                          AtomNASOptimWrapperConstructor, RMSpropTF)
 from .recalibrate import recalibrate_bn
 from .schedulers import EpochStepLR
 
-__all__ = ['BNRecalibrationHook', 'DynamicShrinkHook', 'AtomNASOptimWrapper',
+__all__ = ['BNRecalibrationHook', 'CheckpointHook', 'DynamicShrinkHook',
+           'EMAHook', 'AtomNASOptimWrapper',
            'AtomNASAmpOptimWrapper', 'AtomNASOptimWrapperConstructor',
            'RMSpropTF', 'recalibrate_bn', 'EpochStepLR']

@@ -34,6 +34,16 @@ def find_backbone(model: nn.Module, what: str = 'model') -> AtomNASNet:
     return nets[0]
 
 
+def optimizer_stepped(runner) -> bool:
+    """Whether this iteration's ``update_params`` stepped the optimizer:
+    every iteration, or every ``accumulative_counts``-th under gradient
+    accumulation. Call it after the step (``after_train_iter``):
+    ``OptimWrapper.should_update`` answers for the iteration just counted."""
+    from mmengine.optim import OptimWrapper
+    wrapper = runner.optim_wrapper
+    return not isinstance(wrapper, OptimWrapper) or wrapper.should_update()
+
+
 def find_hook(runner, cls):
     """The runner's hook of type ``cls``, or None."""
     for hook in runner.hooks:

@@ -11,6 +11,7 @@ Seams:
     * ``mark_initialized`` / ``adopt_new_params``: ``BaseModule._is_init`` and
       ``_params_init_info`` (mmengine's init bookkeeping).
     * ``is_resuming``: ``Runner._resume``.
+    * ``accumulation_of``: ``OptimWrapper._accumulative_counts``.
     * ``refresh_averaged_model``: ``BaseAveragedModel.avg_parameters``.
     * ``register_config_package``: ``MODULE2PACKAGE`` and
       ``get_installed_path`` of mmengine's config loader.
@@ -95,6 +96,13 @@ def is_resuming(runner) -> bool:
     """Whether the runner resumes (``--resume``) rather than only loading
     weights (``load_from``)."""
     return bool(runner._resume)
+
+
+@_seam('mmengine')
+def accumulation_of(optim_wrapper) -> int:
+    """How many iterations an optimizer step accumulates
+    (``optim_wrapper.accumulative_counts`` of the config; 1 without)."""
+    return int(getattr(optim_wrapper, '_accumulative_counts', 1) or 1)
 
 
 @_seam('mmengine')

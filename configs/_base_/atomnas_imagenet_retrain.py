@@ -9,6 +9,6 @@ optim_wrapper = dict(
                    momentum=0.9, eps=1e-3, weight_decay=1e-5))
 recalib_batches = 40
 custom_hooks = [
-    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='atomnas_mm.EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=recalib_batches),
 ]

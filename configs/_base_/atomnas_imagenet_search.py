@@ -69,6 +69,6 @@ custom_hooks = [
     dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.9999,
          threshold=1e-3, delta=1e6, interval=1, input_size=224),
     # EMA decay 0.9999 (mmengine's momentum = 1 - decay).
-    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='atomnas_mm.EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=recalib_batches),
 ]

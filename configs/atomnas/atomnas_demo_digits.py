@@ -86,6 +86,10 @@ optim_wrapper = dict(
                    momentum=0.9, eps=1e-3, weight_decay=1e-5),
     penalty=dict(weight=2e-3, ramp_epochs=2, input_size=16),
     constructor='atomnas_mm.AtomNASOptimWrapperConstructor')
+# lr, EMA decay and alpha_hat's beta are set for 64 images per optimizer step
+# (one process, batch 64); --auto-scale-lr adapts them to another total
+# batch (processes x batch x accumulative_counts).
+auto_scale_lr = dict(base_batch_size=64, enable=False)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
@@ -107,7 +111,7 @@ custom_hooks = [
     # looser threshold than ImageNet's (0.9999, 1e-3) fit a 368-step run.
     dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.9, threshold=1e-2,
          delta=1e4, interval=1, input_size=16, num_classes=10),
-    dict(type='EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),
+    dict(type='atomnas_mm.EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),
     # EMA weights need BN statistics of their own before evaluation.
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=10),
 ]

@@ -19,21 +19,23 @@ from ...models.arch import count
 from ...models.checkpoint import (SPEC_META_KEY, check_weights_match_spec,
                                   checkpoint_spec_or_none)
 from ...registry import HOOKS
-from ...utils.seams import is_resuming
+from ...utils.seams import accumulation_of, is_resuming
 from ..resume import latest_intact_checkpoint
 from ..search import (ImportanceTracker, current_alpha, dead_masks,
                       plan_removal, recalibrated_copy, reshape_search,
                       reshape_to_checkpoint, save_deploy_checkpoint)
-from ..utils import find_backbone, find_ema_hook, find_hook, unwrap
+from ..utils import (find_backbone, find_ema_hook, find_hook,
+                     optimizer_stepped, unwrap)
 
 
 @HOOKS.register_module()
 class DynamicShrinkHook(Hook):
     """Track each atom's importance and remove dead atoms physically.
 
-    Every iteration ``alpha_hat <- beta * alpha_hat + (1 - beta) * alpha``
-    per atom (alpha: the gamma of its depthwise BN), and the current MACs
-    are logged as ``train/macs``. Every ``interval`` epochs (or iterations),
+    Every optimizer step ``alpha_hat <- beta * alpha_hat + (1 - beta) *
+    alpha`` per atom (alpha: the gamma of its depthwise BN), and the current
+    MACs are logged as ``train/macs``. Every ``interval`` epochs (or
+    optimizer steps),
     an atom is dead when ``|alpha_hat|`` and ``|alpha|`` are both below
     ``threshold``; once the dead atoms cost ``delta`` MACs or more they are
     removed, as one transaction, from the model, mmengine's EMA copy, the
@@ -50,11 +52,18 @@ class DynamicShrinkHook(Hook):
     is on, BN recalibrated), which loads into a plain ``AtomNASNet`` built
     from that spec.
 
+    Under gradient accumulation (``accumulative_counts=k``) everything
+    advances per optimizer step, not per iteration, and a removal happens
+    only right after a step: an epoch-end check that falls inside an
+    accumulation window waits for the step that closes it. Pending
+    gradients of parameters the surgery replaces would otherwise be lost,
+    so N GPUs x batch B x accumulation k search as N*k GPUs x batch B do.
+
     Args:
-        momentum: beta of alpha_hat, in [0, 1).
+        momentum: beta of alpha_hat (per optimizer step), in [0, 1).
         threshold: Importance below which an atom is dead (> 0).
         delta: Dead MACs needed before a removal happens.
-        interval: Check every ``interval`` epochs (iterations when
+        interval: Check every ``interval`` epochs (optimizer steps when
             ``by_epoch`` is False).
         by_epoch: Check at epoch ends (the original) or every iterations.
         input_size: Input (H, W) or side at which MACs are counted.
@@ -96,6 +105,8 @@ class DynamicShrinkHook(Hook):
         self.initial_macs: Optional[int] = None
         self.macs: Optional[int] = None
         self._backbone = None
+        self._pending = False  # an epoch-end check waits for a step
+        self._stepped = True  # the last iteration stepped the optimizer
 
     @property
     def alpha_hat(self):
@@ -128,15 +139,26 @@ class DynamicShrinkHook(Hook):
     # ------------------------------------------------------------ training
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        self.tracker.update(self._net(runner))
         runner.message_hub.update_scalar('train/macs', float(self.macs))
-        if not self.by_epoch and self.every_n_train_iters(runner,
-                                                          self.interval):
+        self._stepped = optimizer_stepped(runner)
+        if not self._stepped:
+            return  # weights unchanged: nothing to average or decide
+        self.tracker.update(self._net(runner))
+        if self._pending:
+            self._pending = False
             self.shrink(runner)
+        elif not self.by_epoch:
+            k = accumulation_of(runner.optim_wrapper)
+            steps = -(-(runner.iter + 1) // k)  # optimizer steps so far
+            if steps % self.interval == 0:
+                self.shrink(runner)
 
     def after_train_epoch(self, runner) -> None:
         if self.by_epoch and self.every_n_epochs(runner, self.interval):
-            self.shrink(runner)
+            if self._stepped:
+                self.shrink(runner)
+            else:
+                self._pending = True  # inside an accumulation window
 
     # ------------------------------------------------------------ decision
     @torch.no_grad()
@@ -219,7 +241,7 @@ class DynamicShrinkHook(Hook):
         checkpoint.setdefault('meta', {})[SPEC_META_KEY] = spec.to_dict()
         checkpoint['atomnas_search'] = dict(
             alpha_hat=self.tracker.state_dict(),
-            initial_macs=self.initial_macs)
+            initial_macs=self.initial_macs, pending=self._pending)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         spec = checkpoint_spec_or_none(checkpoint, 'the checkpoint')
@@ -238,6 +260,7 @@ class DynamicShrinkHook(Hook):
         if search is not None and is_resuming(runner):
             self.tracker.load_state_dict(search['alpha_hat'])
             self.initial_macs = search.get('initial_macs')
+            self._pending = bool(search.get('pending', False))
 
     # ------------------------------------------------------------ the end
     def recalib_batches(self, runner) -> int:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ...models.arch import count
 from ...registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
+from ...utils.seams import accumulation_of
 from ..utils import find_backbone
 
 
@@ -69,17 +70,26 @@ class L1PenaltyMixin:
         return self._costs[(block, kernel)]
 
     def current_lambda(self) -> float:
+        """lambda for the current iteration: the weight, ramped linearly
+        over ``ramp_epochs`` (or ``ramp_iters``) counted in optimizer steps.
+
+        Under gradient accumulation (k iterations per step) it is constant
+        within a step, so every micro-batch of a step carries the same
+        penalty, as k GPUs without accumulation would.
+        """
         hub = MessageHub.get_current_instance()
-        it = hub.get_info('iter', 0)
+        k = accumulation_of(self)
+        step = hub.get_info('iter', 0) // k
         ramp = self.penalty_cfg['ramp_iters']
         if ramp is None:
             max_iters = hub.get_info('max_iters')
             max_epochs = hub.get_info('max_epochs')
-            per_epoch = max_iters // max_epochs if max_iters and max_epochs \
+            per_epoch = max_iters / max_epochs if max_iters and max_epochs \
                 else 1
             ramp = self.penalty_cfg['ramp_epochs'] * per_epoch
+        ramp_steps = ramp / k
         w = self.penalty_cfg['weight']
-        return w if ramp <= 0 else w * min(1.0, it / ramp)
+        return w if ramp_steps <= 0 else w * min(1.0, step / ramp_steps)
 
     def penalty(self) -> torch.Tensor:
         """``sum_i c_i |alpha_i|`` over the live atoms."""

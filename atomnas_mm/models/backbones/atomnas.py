@@ -1,6 +1,8 @@
 """AtomNASNet: one backbone class for the supernet and every searched net."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os.path as osp
 from typing import List, Mapping, Optional, Sequence, Union
@@ -10,6 +12,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
@@ -58,6 +61,10 @@ class AtomNASNet(BaseModule):
         se_ratio: Override the spec's SE ratio.
         memory_format: ``'channels_last'`` (default; depthwise convs run
             2-4x faster on CPU) or ``'contiguous'``.
+        with_cp: Activation checkpointing per block (mmpretrain's name):
+            a block's activations are recomputed in the backward instead of
+            kept, trading compute for memory. BN statistics are updated once
+            per forward, as without it.
         init_cfg: Initialisation config. Default: convs N(0, sqrt(2 /
             fan_out)) with depthwise fan_out = k * k, BN gamma 1, beta 0.
     """
@@ -71,6 +78,7 @@ class AtomNASNet(BaseModule):
                  act: Optional[str] = None,
                  se_ratio: Optional[float] = None,
                  memory_format: str = 'channels_last',
+                 with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         spec, source = self._resolve_arch(arch, init_cfg)
@@ -83,6 +91,7 @@ class AtomNASNet(BaseModule):
             raise ValueError(f'memory_format must be one of '
                              f'{sorted(MEMORY_FORMATS)}, got {memory_format!r}')
         self.memory_format = memory_format
+        self.with_cp = with_cp
         self.norm_cfg = norm_cfg
         self.norm_eval = norm_eval
         self.head_channels = spec.head_channels
@@ -218,14 +227,14 @@ class AtomNASNet(BaseModule):
         (contiguous) memory format."""
         x = x.contiguous(memory_format=MEMORY_FORMATS[self.memory_format])
         outs = []
-        x = self.first(self.stem(x))
+        x = self._run(self.first, self.stem(x))
         if 0 in self.out_indices:
             outs.append(x)
         stage, last = 1, max(self.out_indices)
         for i, block in enumerate(self.blocks):
             if stage > last:
                 break  # nothing further is returned
-            x = block(x)
+            x = self._run(block, x)
             if i in self.stage_ends:
                 if stage in self.out_indices:
                     outs.append(x)
@@ -236,6 +245,13 @@ class AtomNASNet(BaseModule):
         # ops downstream) reads its input as NCHW whatever its strides, and
         # gives wrong values on a channels_last tensor.
         return tuple(o.contiguous() for o in outs)
+
+    def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False,
+                              context_fn=functools.partial(
+                                  _checkpoint_contexts, block))
+        return block(x)
 
     # ----------------------------------------------------------- training
     def _freeze_stages(self) -> None:
@@ -475,3 +491,31 @@ def _complete_branch_size(state_dict: Mapping, prefix: str,
             return None
         n = size
     return n
+
+
+
+@contextlib.contextmanager
+def _frozen_bn_statistics(module: nn.Module):
+    """For the recomputation of a checkpointed block in the backward, which
+    would update its BNs' running statistics a second time: they update
+    throw-away copies instead (normalisation uses the batch's statistics
+    either way, so the recomputed activations are the forward's)."""
+    saved = []
+    for m in module.modules():
+        if isinstance(m, _BatchNorm) and m.track_running_stats:
+            saved.append((m, m.running_mean, m.running_var,
+                          m.num_batches_tracked))
+            m.running_mean = m.running_mean.clone()
+            m.running_var = m.running_var.clone()
+            m.num_batches_tracked = m.num_batches_tracked.clone()
+    try:
+        yield
+    finally:
+        for m, mean, var, count in saved:
+            m.running_mean, m.running_var = mean, var
+            m.num_batches_tracked = count
+
+
+def _checkpoint_contexts(module: nn.Module):
+    """``context_fn`` of ``torch.utils.checkpoint``: (forward, recompute)."""
+    return contextlib.nullcontext(), _frozen_bn_statistics(module)
