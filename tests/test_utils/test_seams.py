@@ -286,3 +286,12 @@ def test_checkpoint_hook_keeps_an_intact_checkpoint(tmp_path, digits_root,
         'epoch'] == 2
     assert not (tmp_path / 'epoch_3.pth').exists()
     assert open(tmp_path / 'last_checkpoint').read().endswith('epoch_2.pth')
+
+
+# ------------------------------------------------------------ accumulation
+def test_accumulation_of_reads_the_wrapper():
+    from mmengine.optim import OptimWrapper
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert seams.accumulation_of(OptimWrapper(opt)) == 1
+    assert seams.accumulation_of(OptimWrapper(opt,
+                                              accumulative_counts=3)) == 3
