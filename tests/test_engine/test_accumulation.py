@@ -62,11 +62,11 @@ def test_epoch_end_inside_an_accumulation_window_waits(tmp_path,
     seen = []
     real = hook.shrink
 
-    def shrink(runner_):
+    def shrink(runner_, **kwargs):
         pending = [p for p in runner_.model.parameters()
                    if p.grad is not None and p.grad.abs().sum() > 0]
         seen.append((runner_.iter, len(pending)))
-        return real(runner_)
+        return real(runner_, **kwargs)
 
     hook.shrink = shrink
     runner.train()

@@ -156,7 +156,7 @@ class DynamicShrinkHook(Hook):
     def after_train_epoch(self, runner) -> None:
         if self.by_epoch and self.every_n_epochs(runner, self.interval):
             if self._stepped:
-                self.shrink(runner)
+                self.shrink(runner, done_iters=runner.iter)
             else:
                 self._pending = True  # inside an accumulation window
 
@@ -205,9 +205,16 @@ class DynamicShrinkHook(Hook):
         return plan_removal(spec, masks, importance, atom_cost, self.delta)
 
     # ------------------------------------------------------------ transaction
-    def shrink(self, runner) -> bool:
+    def shrink(self, runner, done_iters: Optional[int] = None) -> bool:
         """Remove dead atoms if they cost ``delta`` MACs. Returns whether
-        anything was removed."""
+        anything was removed.
+
+        Args:
+            done_iters: Iterations done (mmengine counts ``runner.iter`` up
+                after the iteration's hooks; default: during one).
+        """
+        if done_iters is None:
+            done_iters = runner.iter + 1
         removal = self.plan(runner, self.dead_atoms(runner))
         if removal is None:
             return False
@@ -220,10 +227,10 @@ class DynamicShrinkHook(Hook):
         # Counted as mmengine's log counts: epochs and iterations from 1.
         where = f'epoch {runner.epoch + 1}' if self.by_epoch else ''
         print_log(f'AtomNAS shrink after {where + ", " if where else ""}'
-                  f'iter {runner.iter + 1}: removed {removal.atoms} atoms; '
+                  f'iter {done_iters}: removed {removal.atoms} atoms; '
                   f'{before / 1e6:.2f}M -> {self.macs / 1e6:.2f}M MACs',
                   logger='current')
-        self._write_spec(runner, f'iter_{runner.iter + 1}.json')
+        self._write_spec(runner, f'iter_{done_iters}.json')
         return True
 
     def _write_spec(self, runner, name: str) -> None:

@@ -156,6 +156,23 @@ def test_nan_importance_stops_without_removing(tmp_path, digits_root,
     with torch.no_grad():
         runner.model.backbone.blocks[2].branches['k5'].dw_bn.weight[3] = \
             float('nan')
-    with pytest.raises(FloatingPointError, match='block 2 kernel 5'):
+    with pytest.raises(FloatingPointError, match='block 2 kernel 5') as e:
         _hook(runner).shrink(runner)
     assert runner.model.backbone.arch_spec == before
+    # It names a checkpoint that exists.
+    assert f'--resume {tmp_path / "epoch_1.pth"}' in str(e.value)
+
+
+def test_shrink_log_counts_like_mmengine(tmp_path, digits_root, tiny_spec):
+    """Epochs and iterations from 1, as mmengine's own log lines."""
+    cfg = search_cfg(tmp_path, digits_root, tiny_spec, max_epochs=1,
+                     subset=64)
+    # Every atom whose gamma moved at all dies at the first check.
+    cfg.custom_hooks[0].update(by_epoch=True, interval=1, threshold=0.999,
+                               momentum=0.0)
+    Runner.from_cfg(cfg).train()
+    log = open(next(tmp_path.glob('*/*.log'))).read()
+    # 64 images in batches of 32: the epoch's last iteration is the 2nd.
+    assert 'AtomNAS shrink after epoch 1, iter 2: removed' in log
+    assert 'Epoch(train) [1][2/2]' in log
+    assert (tmp_path / 'arch' / 'iter_2.json').is_file()
