@@ -1,8 +1,6 @@
 """AtomNASNet: one backbone class for the supernet and every searched net."""
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import os.path as osp
 from typing import List, Mapping, Optional, Sequence, Union
@@ -12,7 +10,6 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
@@ -21,7 +18,7 @@ from ..checkpoint import (CheckpointError, check_weights_match_spec,
                           load_checkpoint_file, state_dict_of)
 from ...utils.seams import adopt_new_params, mark_initialized
 from ..layers import (AtomicBlock, FirstBlock, IdentityBlock, ParamSlice,
-                      drop_params, make_act)
+                      checkpointed, drop_params, make_act)
 from ..resolve import pretrained_checkpoint, resolve_arch
 
 MEMORY_FORMATS = {
@@ -61,10 +58,11 @@ class AtomNASNet(BaseModule):
         se_ratio: Override the spec's SE ratio.
         memory_format: ``'channels_last'`` (default; depthwise convs run
             2-4x faster on CPU) or ``'contiguous'``.
-        with_cp: Activation checkpointing per block (mmpretrain's name):
-            a block's activations are recomputed in the backward instead of
-            kept, trading compute for memory. BN statistics are updated once
-            per forward, as without it.
+        with_cp: Activation checkpointing (mmpretrain's name): the atoms'
+            activations of every block (and the first block's) are
+            recomputed in the backward instead of kept, trading compute for
+            memory. BN statistics are updated once per forward, as without
+            it.
         init_cfg: Initialisation config. Default: convs N(0, sqrt(2 /
             fan_out)) with depthwise fan_out = k * k, BN gamma 1, beta 0.
     """
@@ -91,7 +89,6 @@ class AtomNASNet(BaseModule):
             raise ValueError(f'memory_format must be one of '
                              f'{sorted(MEMORY_FORMATS)}, got {memory_format!r}')
         self.memory_format = memory_format
-        self.with_cp = with_cp
         self.norm_cfg = norm_cfg
         self.norm_eval = norm_eval
         self.head_channels = spec.head_channels
@@ -111,6 +108,7 @@ class AtomNASNet(BaseModule):
                         norm_cfg)
             for b in spec.blocks
         ])
+        self.with_cp = with_cp
         # Stage boundaries follow from channels and strides, which never
         # change during the search, so they are fixed here.
         self.stage_ends = spec.stage_ends()
@@ -246,11 +244,23 @@ class AtomNASNet(BaseModule):
         # gives wrong values on a channels_last tensor.
         return tuple(o.contiguous() for o in outs)
 
+    @property
+    def with_cp(self) -> bool:
+        return self._with_cp
+
+    @with_cp.setter
+    def with_cp(self, value: bool) -> None:
+        # The blocks checkpoint their atoms' activations (the expanded,
+        # depthwise and activated channels of each kernel: most of the
+        # memory); the fixed first block is checkpointed whole.
+        self._with_cp = bool(value)
+        for block in self.blocks:
+            block.with_cp = self._with_cp
+
     def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, use_reentrant=False,
-                              context_fn=functools.partial(
-                                  _checkpoint_contexts, block))
+        if block is self.first and self.with_cp and self.training and \
+                torch.is_grad_enabled():
+            return checkpointed(block, block, x)
         return block(x)
 
     # ----------------------------------------------------------- training
@@ -493,29 +503,3 @@ def _complete_branch_size(state_dict: Mapping, prefix: str,
     return n
 
 
-
-@contextlib.contextmanager
-def _frozen_bn_statistics(module: nn.Module):
-    """For the recomputation of a checkpointed block in the backward, which
-    would update its BNs' running statistics a second time: they update
-    throw-away copies instead (normalisation uses the batch's statistics
-    either way, so the recomputed activations are the forward's)."""
-    saved = []
-    for m in module.modules():
-        if isinstance(m, _BatchNorm) and m.track_running_stats:
-            saved.append((m, m.running_mean, m.running_var,
-                          m.num_batches_tracked))
-            m.running_mean = m.running_mean.clone()
-            m.running_var = m.running_var.clone()
-            m.num_batches_tracked = m.num_batches_tracked.clone()
-    try:
-        yield
-    finally:
-        for m, mean, var, count in saved:
-            m.running_mean, m.running_var = mean, var
-            m.num_batches_tracked = count
-
-
-def _checkpoint_contexts(module: nn.Module):
-    """``context_fn`` of ``torch.utils.checkpoint``: (forward, recompute)."""
-    return contextlib.nullcontext(), _frozen_bn_statistics(module)

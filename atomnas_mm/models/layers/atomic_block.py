@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch.spec import ACTIVATIONS, BlockSpec
+from .checkpoint import checkpointed
 from .identity_block import IdentityBlock
 from .se import SqueezeExcite
 from .surgery import ParamSlice, drop_params, slice_bn, slice_param
@@ -119,6 +120,9 @@ class AtomicBlock(nn.Module):
         self.se = SqueezeExcite(spec.num_atoms, se_channels, make_act(act)) \
             if se_channels else None
         self.project_bn = build_norm_layer(norm_cfg, self.out_channels)[1]
+        # Recompute the atoms' activations in the backward (set by
+        # AtomNASNet(with_cp=True)): they hold most of a block's memory.
+        self.with_cp = False
 
     # ----------------------------------------------------------- queries
     @property
@@ -148,8 +152,12 @@ class AtomicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, H / stride, W / stride)."""
-        y = self._project([b.expand(x, self.act)
-                           for b in self.branches.values()])
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            hidden = [checkpointed(b, b.expand, x, self.act)
+                      for b in self.branches.values()]
+        else:
+            hidden = [b.expand(x, self.act) for b in self.branches.values()]
+        y = self._project(hidden)
         return y + x if self.has_residual else y
 
     # ----------------------------------------------------------- surgery
