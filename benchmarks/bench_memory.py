@@ -2,13 +2,14 @@
 without activation checkpointing (``AtomNASNet(with_cp=True)``).
 
 Every measurement runs in a fresh process, so that its peak memory is its
-own: the peak resident set size on the CPU (``ru_maxrss``), or
+own: the peak resident set size on the CPU (``ru_maxrss``, with glibc told
+to return freed tensor memory at once), or
 ``torch.cuda.max_memory_allocated`` on a GPU. The activations' memory per
 image is the slope of the peak against the batch (a least-squares line
 over the batches), which leaves out what does not grow with the batch
 (weights, gradients, optimizer state, the allocator's own). Step time is
-the median of the timed steps at the largest batch. Candidates run in
-alternating order.
+the median of the timed steps at the largest batch, measured in separate
+processes with the default allocator. Candidates run in alternating order.
 
 Prints MB per image for each mode, and with_cp / plain for memory per image
 and for step time. Goal of the issue: with_cp cuts activation memory at
@@ -89,13 +90,23 @@ class Pool(nn.Module):
 
 
 # ------------------------------------------------------------ the driver
-def run_one(args, batch: int, with_cp: bool) -> dict:
+def run_one(args, batch: int, with_cp: bool, memory: bool) -> dict:
+    """One child process: ``memory`` measures the peak (one timed step),
+    else the step time (``--steps`` timed steps)."""
     cmd = [sys.executable, os.path.abspath(__file__), '--child', json.dumps(
         dict(arch=args.arch, side=args.side, batch=batch, with_cp=with_cp,
-             steps=args.steps, amp=args.amp, threads=args.threads))]
+             steps=1 if memory else args.steps, amp=args.amp,
+             threads=args.threads))]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    if memory:
+        # glibc keeps freed blocks below its (growing) mmap threshold in the
+        # heap, so the peak RSS would count memory freed long before; with
+        # a fixed 64 KiB threshold every tensor-sized block goes back when
+        # freed, and the peak RSS follows the live tensors. It slows
+        # allocation down, so times come from separate runs without it.
+        env['MALLOC_MMAP_THRESHOLD_'] = '65536'
     out = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         env=dict(os.environ, OMP_NUM_THREADS=str(
-                             args.threads)))
+                         env=env)
     if out.returncode != 0:
         raise SystemExit(f'error: the measurement of batch {batch} '
                          f'(with_cp={with_cp}) failed:\n{out.stderr[-2000:]}')
@@ -134,11 +145,16 @@ def main(argv: Sequence[str] = None) -> Dict[str, float]:
     for i, batch in enumerate(args.batches):
         order = (False, True) if i % 2 == 0 else (True, False)
         for with_cp in order:
-            r = run_one(args, batch, with_cp)
+            r = run_one(args, batch, with_cp, memory=True)
+            if batch == args.batches[-1]:
+                r['step_s'] = run_one(args, batch, with_cp,
+                                      memory=False)['step_s']
             results[with_cp].append(r)
             print(f'  batch {batch:3d} with_cp={str(with_cp):5s}: peak '
-                  f'{r["peak_mb"]:8.0f} MB, step {r["step_s"]:.3f} s '
-                  f'({r["device"]})', flush=True)
+                  f'{r["peak_mb"]:8.0f} MB'
+                  + (f', step {r["step_s"]:.3f} s' if batch ==
+                     args.batches[-1] else '') + f' ({r["device"]})',
+                  flush=True)
     per_image = {cp: slope(args.batches, [r['peak_mb'] for r in rs])
                  for cp, rs in results.items()}
     step = {cp: rs[-1]['step_s'] for cp, rs in results.items()}
