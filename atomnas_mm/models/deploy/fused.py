@@ -37,9 +37,14 @@ from .fold import (FuseError, bn_scale_shift, fold_conv_bn, group_sizes,
                    pad_kernel, pad_to)
 
 LAYOUTS = ('merged', 'split')
-# The measured-fastest form (see benchmarks/README.md, bench_deploy.py).
-DEPLOY_DEFAULTS = dict(divisor=8, expand='split', depthwise='split',
-                       project='split')
+# The measured-fastest form (benchmarks/bench_deploy.py, section layouts;
+# figures in benchmarks/README.md): on 2 CPU cores, AtomNAS-C, one conv per
+# stage ran 0.48-0.50x the unfused time at batch 1 in PyTorch, one conv per
+# kernel 0.63-0.79x; padding to 8 halves onnxruntime's time (NCHWc kernels
+# need multiples of 8 channels on AVX2) and never slows PyTorch; 16 gains
+# nothing over 8.
+DEPLOY_DEFAULTS = dict(divisor=8, expand='merged', depthwise='merged',
+                       project='merged')
 
 
 def check_layout(expand: str, depthwise: str, project: str,

@@ -132,7 +132,8 @@ def test_fused_equals_eval_model_default_layout(arch, se, divisor):
     check_exact(net, torch.randn(2, 3, 32, 32), divisor=divisor)
     for block in net.blocks:
         if isinstance(block, FusedAtomicBlock):
-            assert all(g % divisor == 0 for g in block.group_sizes)
+            # One conv over all atoms: its width is padded.
+            assert sum(block.group_sizes) % divisor == 0
 
 
 @pytest.mark.parametrize('layout', LAYOUTS, ids=lambda x: x)
@@ -152,7 +153,8 @@ def test_every_layout_is_exact(layout, se):
 
 def test_zero_atoms_stay_exactly_zero_through_se():
     net = build(spec_with_identities(), se=True)
-    net.switch_to_deploy(divisor=8)
+    net.switch_to_deploy(divisor=8, expand='split', depthwise='split',
+                         project='split')
     block = net.blocks[1]  # atoms {3: 5, 5: 3, 7: 11} -> {8, 8, 16}
     assert block.padded_kernels == {3: 8, 5: 8, 7: 16}
     seen = []
@@ -168,6 +170,17 @@ def test_zero_atoms_stay_exactly_zero_through_se():
     # Their SE reduce weights are zero, so the squeeze sees the real ones.
     reduce = block.se.reduce.weight[:, :, 0, 0]
     assert reduce[:, 5:8].abs().max() == 0 and reduce[:, 8:11].abs().max() > 0
+    # One merged conv: only the total is padded, 5 + 3 + 11 -> 24.
+    net = build(spec_with_identities(), se=True)
+    net.switch_to_deploy(divisor=8, expand='merged', depthwise='merged',
+                         project='merged')
+    seen.clear()
+    hook = net.blocks[1].dw.register_forward_hook(
+        lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        net(torch.randn(2, 3, 32, 32))
+    hook.remove()
+    assert seen[0].shape[1] == 24 and seen[0][:, 19:].abs().max() == 0
 
 
 def test_published_net_fuses_exactly_and_padded():
@@ -235,7 +248,7 @@ def test_deployed_net_reports_real_spec_and_refuses_surgery(tmp_path):
 def test_bad_layout_and_norm_change_nothing():
     net = build(TINY_SPEC)
     with pytest.raises(ValueError, match='depthwise=merged'):
-        net.switch_to_deploy(depthwise='merged')
+        net.switch_to_deploy(expand='split', depthwise='merged')
     with pytest.raises(ValueError, match='divisor'):
         net.switch_to_deploy(divisor=0)
     assert not net.deployed
