@@ -96,6 +96,15 @@ def test_trained_search_checkpoint(tmp_path, tmp_path_factory, digits_root):
         ref = model.eval()(x, mode='tensor').numpy()
     got = _inputs(out)[0].run(None, {'input': x.numpy()})[0]
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    # The same checkpoint as a detector's backbone: the Mask R-CNN config
+    # (arch None, Pretrained) takes spec and weights from it.
+    det = config_path('mask_rcnn_atomnas', 'mask_rcnn_atomnas_c_fpn_coco.py')
+    result = pytorch2onnx.main([
+        det, ckpt, '--backbone-only', '--output-file',
+        str(tmp_path / 'det.onnx'), '--shape', '32', '48', '--verify',
+        '--cfg-options', 'model.backbone.out_indices=(1,2)'])
+    assert result['outputs'] == ['stage1', 'stage2']
+    assert result['max_rel_diff'] < 1e-4
 
 
 def test_errors_are_one_line(tmp_path, tiny_json, capsys):
