@@ -58,7 +58,8 @@ from bench_block import (add_common_args, calibrate_bn, median,  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401
 from atomnas_mm.models.arch.cost import count  # noqa: E402
-from atomnas_mm.models.deploy import DEPLOY_DEFAULTS  # noqa: E402
+from atomnas_mm.models.deploy import (DEPLOY_DEFAULTS,  # noqa: E402
+                                      ONNX_DEFAULTS)
 from atomnas_mm.models.deploy.onnx import (Outputs, export_onnx,  # noqa: E402
                                            max_rel_diff, ort_session,
                                            run_session)
@@ -210,7 +211,8 @@ Setting = Tuple[str, int]  # (runtime, batch)
 
 
 def time_settings(models: Dict[str, nn.Module], args,
-                  torch_only: Sequence[str] = ()
+                  torch_only: Sequence[str] = (),
+                  for_ort: Optional[Dict[str, nn.Module]] = None
                   ) -> Dict[Setting, Dict[str, List[float]]]:
     """Time every model in every (runtime, batch) setting.
 
@@ -218,6 +220,8 @@ def time_settings(models: Dict[str, nn.Module], args,
         models: Name -> model taking (N, 3, H, W) and returning one tensor.
         torch_only: Names not exported (e.g. BN-folded timm copies: the
             same graph for onnxruntime, which folds BN itself).
+        for_ort: Name -> the model to export instead (a fused net in the
+            layout that onnxruntime prefers).
 
     Returns:
         (runtime, batch) -> name -> per-round ms.
@@ -240,6 +244,7 @@ def time_settings(models: Dict[str, nn.Module], args,
                 for n, m in models.items():
                     if n in torch_only:
                         continue
+                    m = (for_ort or {}).get(n, m)
                     session, diff = export_and_check(
                         m, os.path.join(tmp, f'{len(cands)}.onnx'), batch, side,
                         args.threads)
@@ -341,10 +346,11 @@ def bench_layouts(args) -> None:
 def bench_nets(args) -> None:
     """Section 2: AtomNAS-A/B/C unfused and fused against timm nets."""
     print(f'\n== 2. classifiers (logits), {args.side}x{args.side}, fused '
-          f'with {DEPLOY_DEFAULTS} ==')
+          f'with {DEPLOY_DEFAULTS} for PyTorch, {ONNX_DEFAULTS} for '
+          'onnxruntime ==')
     models: Dict[str, nn.Module] = {}
     macs: Dict[str, float] = {}
-    torch_only = []
+    torch_only, for_ort = [], {}
     calib = torch.randn(8, 3, args.side, args.side)
     for arch in args.archs:
         torch.manual_seed(0)
@@ -353,6 +359,8 @@ def bench_nets(args) -> None:
         short = SHORT.get(arch, arch)
         models[f'AtomNAS-{short}'] = logits(base)
         models[f'AtomNAS-{short} fused'] = logits(fused(base))
+        for_ort[f'AtomNAS-{short} fused'] = logits(fused(base,
+                                                         **ONNX_DEFAULTS))
         macs[f'AtomNAS-{short}'] = macs[f'AtomNAS-{short} fused'] = \
             count(arch, 224).macs
     for name in args.timm:
@@ -370,7 +378,7 @@ def bench_nets(args) -> None:
             models[f'{name} +fold'] = folded
             torch_only.append(f'{name} +fold')
         macs[name] = macs[f'{name} +fold'] = TIMM_MACS.get(name, float('nan'))
-    results = time_settings(models, args, torch_only)
+    results = time_settings(models, args, torch_only, for_ort)
     names = list(models)
     print('MACs at 224 (AtomNAS: counted from the real spec, 1000 classes; '
           'timm: their papers): ' + ', '.join(
