@@ -288,6 +288,8 @@ def print_ratios(results: Dict[Setting, Dict[str, List[float]]],
                  title: str = '') -> None:
     """Paired ratio of each candidate to ``ref`` per setting, times
     ``scale[ref] / scale[name]`` when given (e.g. MACs: cost per MAC)."""
+    if not any(ref in t for t in results.values()):
+        return  # e.g. a BN-folded copy, timed in PyTorch only
     settings, width = _cols(results)
     print(title or f'time / time of {ref} (median of same-round ratios; '
           '<1: faster)')
