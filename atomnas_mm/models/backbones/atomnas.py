@@ -17,6 +17,8 @@ from ..checkpoint import (CheckpointError, check_weights_match_spec,
                           checkpoint_spec_or_none, kernels_in_weights,
                           load_checkpoint_file, state_dict_of)
 from ...utils.seams import adopt_new_params, mark_initialized
+from ..deploy import (DEPLOY_DEFAULTS, FusedFirstBlock, check_layout,
+                      fuse_blocks, fuse_conv_bn_act)
 from ..layers import (AtomicBlock, FirstBlock, IdentityBlock, ParamSlice,
                       checkpointed, drop_params, make_act)
 from ..resolve import pretrained_checkpoint, resolve_arch
@@ -129,6 +131,10 @@ class AtomNASNet(BaseModule):
             raise ValueError(f'frozen_stages: must be in -1..{num_stages - 1}, '
                              f'got {frozen_stages}')
         self.frozen_stages = frozen_stages
+        # switch_to_deploy() sets these: the fused form, and the real spec
+        # (the fused blocks hold padded atoms).
+        self.deployed = False
+        self._deployed_spec: Optional[ArchSpec] = None
         self.to(memory_format=MEMORY_FORMATS[memory_format])
         self._freeze_stages()
 
@@ -199,7 +205,10 @@ class AtomNASNet(BaseModule):
     @property
     def arch_spec(self) -> ArchSpec:
         """The net's current spec (it changes as the search removes
-        atoms)."""
+        atoms). A deployed (fused) net reports the net it was fused from:
+        its real atoms, padding excluded."""
+        if self.deployed:
+            return load_spec(self._deployed_spec.to_dict())
         first = self.first
         return ArchSpec(
             stem_channels=first.dw_conv.in_channels,
@@ -302,7 +311,9 @@ class AtomNASNet(BaseModule):
             ValueError: a bad index, an unknown kernel, a block without
                 residual left with no atom, or atoms asked of an identity
                 block; nothing has changed then.
+            RuntimeError: the net is deployed (fused).
         """
+        self._refuse_if_deployed('keep_atoms')
         collapse = []
         for i, keep in plan.items():
             if not 0 <= i < len(self.blocks):
@@ -340,7 +351,9 @@ class AtomNASNet(BaseModule):
 
         Raises:
             SpecError: the spec is not a sub-net of this net.
+            RuntimeError: the net is deployed (fused).
         """
+        self._refuse_if_deployed('reshape_to')
         spec = load_spec(spec)
         mine = self.arch_spec
         if len(spec.blocks) != len(mine.blocks) or \
@@ -374,6 +387,10 @@ class AtomNASNet(BaseModule):
         # agrees: a kernel or block whose keys are absent stays as it is and
         # its keys are reported missing (never dropped or made identity).
         # Weights of atoms this net does not have come from another net.
+        # A deployed net loads a fused state dict as it is.
+        if self.deployed:
+            return super()._load_from_state_dict(state_dict, prefix, *args,
+                                                 **kwargs)
         spec, changed = self.arch_spec, False
         saved = kernels_in_weights(
             {k: v for k, v in state_dict.items() if k.startswith(prefix)
@@ -399,6 +416,65 @@ class AtomNASNet(BaseModule):
             self.reshape_to(spec, 'state dict')
             adopt_new_params(self)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ----------------------------------------------------------- deploy
+    def _refuse_if_deployed(self, what: str) -> None:
+        if self.deployed:
+            raise RuntimeError(
+                f'{what}: the net was switched to deploy (BN folded, atoms '
+                'padded); shrink or reshape the unfused net, then fuse it')
+
+    @torch.no_grad()
+    def switch_to_deploy(self, divisor: int = DEPLOY_DEFAULTS['divisor'],
+                         expand: str = DEPLOY_DEFAULTS['expand'],
+                         depthwise: str = DEPLOY_DEFAULTS['depthwise'],
+                         project: str = DEPLOY_DEFAULTS['project']) -> None:
+        """Replace the net in place by its fused inference form (the name
+        mmpretrain gives re-parameterisation, e.g. RepVGG's).
+
+        Every BN is folded into the conv before it, with the running
+        statistics (the fused net computes what the eval-mode net did),
+        identity blocks leave, and each kernel's atoms are padded with zero
+        atoms to a multiple of ``divisor``, which changes nothing the net
+        computes (see :mod:`atomnas_mm.models.deploy.fused`). Afterwards
+        :attr:`arch_spec` still reports the real net (MACs counted from it
+        are the real ones), and :meth:`keep_atoms` / :meth:`reshape_to`
+        refuse. The fused net has no BN: it is for inference, and training
+        it is training another parameterisation. A second call does
+        nothing.
+
+        Args:
+            divisor: Pad each kernel's atoms to a multiple of this (1: no
+                padding). With an all-merged layout only the block's total
+                is padded.
+            expand, depthwise, project: ``'merged'`` (one conv over all
+                atoms; a merged depthwise conv zero-pads its smaller kernels
+                to the largest) or ``'split'`` (one conv per kernel). The
+                defaults are the fastest measured on CPU
+                (``benchmarks/bench_deploy.py``).
+
+        Raises:
+            ValueError: a bad layout or divisor, or a norm layer that is not
+                a BatchNorm with running statistics (nothing changes then).
+        """
+        check_layout(expand, depthwise, project, divisor)
+        if self.deployed:
+            return
+        spec = self.arch_spec
+        stem = fuse_conv_bn_act(self.stem, 'stem')
+        first = FusedFirstBlock(self.first)
+        blocks = fuse_blocks(self.blocks, self.stage_ends, divisor, expand,
+                             depthwise, project)
+        head = fuse_conv_bn_act(self.head, 'head') \
+            if self.head is not None else None
+        self.stem, self.first, self.head = stem, first, head
+        self.blocks = nn.ModuleList(blocks)
+        self._deployed_spec = spec
+        self.deployed = True
+        self.deploy_options = dict(divisor=divisor, expand=expand,
+                                   depthwise=depthwise, project=project)
+        self.restore_memory_format()
+        self.train(self.training)  # new modules take the net's mode
 
     def restore_memory_format(self) -> None:
         """Re-apply the memory format (after surgery created new
@@ -450,6 +526,10 @@ class AtomNASNet(BaseModule):
                 fits (with the prefix to set when the keys show it), keys
                 missing or unexpected, or a spec that its weights contradict.
         """
+        if self.deployed:
+            raise CheckpointError(
+                f'{path}: cannot load into a deployed (fused) net; load the '
+                'weights first, then call switch_to_deploy()')
         ckpt = load_checkpoint_file(path)
         state = state_dict_of(ckpt, path)
         saved = checkpoint_spec_or_none(ckpt, path)
