@@ -6,7 +6,7 @@
 # Set-up is idempotent: a second run installs nothing (tools/setup_env.sh). The full
 # set-up satisfies the light one and is never downgraded by it.
 # ATOMNAS_WHEELHOUSE=DIR lets the full set-up take a prebuilt mmcv wheel from DIR
-# instead of building it (about 8 min on 2 cores, once; cached in ~/.cache).
+# instead of building it (about 30 min on 2 cores, once; cached in ~/.cache).
 
 PY := .venv/bin/python
 

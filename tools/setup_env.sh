@@ -21,7 +21,7 @@
 # delete .venv.
 #
 # mmcv 2.1.0 with compiled ops exists on PyPI only as an sdist that does not compile
-# against torch 2.14 as-is. It is built once from source (about 8 min on 2 cores,
+# against torch 2.14 as-is. It is built once from source (about 30 min on 2 cores,
 # progress shown) and the wheel is cached in $ATOMNAS_CACHE (default
 # ~/.cache/atomnas_mm), keyed by torch version, so it is never rebuilt. A ready wheel
 # is taken from $ATOMNAS_WHEELHOUSE when that folder holds one.
@@ -81,7 +81,10 @@ PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar off)
 # pip warns once per package about this machine's local index folders; hide that noise.
 quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 
-say "installing torch $TORCH_VERSION and torchvision (large: about 5.5 GB)"
+if [ "$("$PY" -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null)" \
+        != "$TORCH_VERSION" ]; then
+    say "installing torch $TORCH_VERSION and torchvision (large: about 5.5 GB)"
+fi
 quiet "${PIP[@]}" -q -r "$ROOT/requirements/torch.txt"
 quiet "${PIP[@]}" -q -r "$ROOT/requirements/build.txt"
 
@@ -131,7 +134,7 @@ compiled_mmcv_wheel() {
             return
         fi
     fi
-    say "building mmcv $MMCV_VERSION with CPU ops from source (once; about 8 min on 2 cores)" >&2
+    say "building mmcv $MMCV_VERSION with CPU ops from source (once; about 30 min on 2 cores)" >&2
     build=$(mktemp -d)
     quiet "$PY" -m pip download -q --no-deps --no-binary :all: \
         "mmcv==$MMCV_VERSION" -d "$build" >&2
