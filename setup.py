@@ -69,10 +69,13 @@ if __name__ == '__main__':
                                      '.mim/model-index.yml',
                                      'models/arch/specs/*.json']},
         python_requires='>=3.9',
-        # mmcv and mmpretrain are installed by tools/setup_env.sh (mmcv needs
-        # a build against the installed torch; mmpretrain's declared
-        # "modelindex" requirement is broken on PyPI).
-        install_requires=['mmengine==0.10.7', 'mmdet==3.3.0', 'torch'],
+        # mmcv and mmpretrain are installed by tools/setup_env.sh: mmcv as
+        # mmcv-lite (pure Python) for classification or built with its ops
+        # against the installed torch for detection, two distributions that
+        # no single requirement names; mmpretrain's declared "modelindex"
+        # requirement is broken on PyPI. Detection is an extra.
+        install_requires=['mmengine==0.10.7', 'torch'],
+        extras_require={'det': ['mmdet==3.3.0']},
         license='Apache License 2.0',
         zip_safe=False,
     )

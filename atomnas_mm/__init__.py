@@ -12,6 +12,11 @@ import warnings
 # deprecation warning says nothing a user can act on.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated',
                         category=UserWarning)
+# With mmcv-lite (the light set-up) mmcv.cnn warns, on import, that its
+# deformable attention needs the compiled mmcv. AtomNAS never uses it, and
+# what needs the compiled ops (mmdet) says so in one line (utils/stack.py).
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeform',
+                        category=UserWarning)
 
 from .utils import (allow_mmengine_checkpoints,  # noqa: E402
                     register_checkpoint_loader, register_config_package)

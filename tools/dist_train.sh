@@ -11,6 +11,10 @@ MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python}
 
+# A config that needs mmdet on the light set-up: one line, before torchrun starts
+# (its failure report would bury the line).
+PYTHONPATH="$DIR/..":$PYTHONPATH "$PYTHON" "$DIR/../atomnas_mm/utils/stack.py" "$CONFIG" || exit 1
+
 PYTHONPATH="$DIR/..":$PYTHONPATH \
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \

@@ -19,6 +19,7 @@ from atomnas_mm.models.checkpoint import (  # noqa: E402
     CheckpointError, checkpoint_spec_or_none, check_weights_match_spec,
     load_checkpoint_file, state_dict_of)
 from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
+from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
 
 
 def parse_args():
@@ -102,4 +103,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with full_setup_hint():  # one line if mmdet is needed but absent
+        main()

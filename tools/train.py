@@ -19,6 +19,7 @@ from atomnas_mm.engine.resume import latest_intact_checkpoint  # noqa: E402
 from atomnas_mm.models.arch import SpecError  # noqa: E402
 from atomnas_mm.models.checkpoint import load_checkpoint_file  # noqa: E402
 from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
+from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
 
 
 def parse_args():
@@ -119,4 +120,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with full_setup_hint():  # one line if mmdet is needed but absent
+        main()
