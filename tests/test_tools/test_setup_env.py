@@ -2,6 +2,7 @@
 satisfies which level, that a change of the requirements is seen, and that
 a run which stops midway leaves no stamp to trust. (What it installs is
 measured from fresh clones; see the README.)"""
+import os
 import re
 import shutil
 import subprocess
@@ -95,9 +96,13 @@ def test_unknown_argument(root):
 
 def test_make_demo_is_light_and_make_test_full():
     def commands(target):
-        return subprocess.run(['make', '-n', target], cwd=ROOT,
-                              capture_output=True, text=True,
-                              check=True).stdout.splitlines()
+        # Run from a clean environment: under a parent make (CI calls
+        # `make test`) MAKEFLAGS would add 'Entering directory' lines.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS')}
+        return subprocess.run(['make', '--no-print-directory', '-n', target],
+                              cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=True).stdout.splitlines()
     assert commands('demo') == ['bash tools/setup_env.sh light',
                                 '.venv/bin/python tools/run_demo.py']
     assert commands('test')[0] == 'bash tools/setup_env.sh full'
