@@ -17,6 +17,12 @@ The control law (one place, :meth:`BudgetController.scale`):
   up.
 * ``log s += ki * e * dt / H`` (``H``: iterations of the planned descent),
   clamped; lambda multiplier ``exp(log s + kp * e)``, clamped.
+* Anti-windup: ``log s`` does not grow while the live cost already falls at
+  least as fast as the plan does (a smoothed slope of ``log live``). Gammas
+  take many iterations to travel to the threshold whatever lambda is (the
+  optimizer bounds their step), so a controller that kept integrating
+  through that dead time would end with lambda orders of magnitude too
+  large and crush the atoms that should survive.
 * Once the net's cost is at or below the target, the multiplier is 0 for
   good: atoms never come back, removal is capped at the target anyway, so
   more penalty would only shrink gammas of atoms that may no longer go,
@@ -79,8 +85,8 @@ class BudgetController:
         scale_range: Clamp of the multiplier (and of its integral part).
     """
 
-    def __init__(self, target: float, initial: float, kp: float = 8.0,
-                 ki: float = 100.0, lead: float = 0.2,
+    def __init__(self, target: float, initial: float, kp: float = 2.0,
+                 ki: float = 20.0, lead: float = 0.2,
                  scale_range=(1e-2, 1e3)) -> None:
         if not 0 < target < initial:
             raise BudgetError(f'target {target:g} must be below the '
@@ -99,6 +105,8 @@ class BudgetController:
         self.log_scale = 0.0
         self.last_iter: Optional[int] = None
         self.done = False
+        self.last_live: Optional[float] = None
+        self.slope = 0.0  # smoothed d log(live) / d iteration
 
     # ------------------------------------------------------------ plan
     def plan_end(self, ramp: int, by: int) -> float:
@@ -144,19 +152,29 @@ class BudgetController:
         if it < ramp:
             self.last_iter = it
             return math.exp(self.log_scale)
-        e = math.log(max(live, 1e-12) / self.plan(it, ramp, by))
+        live = max(live, 1e-12)
+        e = math.log(live / self.plan(it, ramp, by))
         dt = 1 if self.last_iter is None else max(0, it - self.last_iter)
         self.last_iter = it
         horizon = max(self.plan_end(ramp, by) - ramp, 1.0)
-        self.log_scale = min(self.log_hi, max(
-            self.log_lo, self.log_scale + self.ki * e * dt / horizon))
+        if self.last_live is not None and dt:
+            step = (math.log(live) - math.log(self.last_live)) / dt
+            self.slope = 0.9 * self.slope + 0.1 * step
+        self.last_live = live
+        grow = self.ki * e * dt / horizon
+        plan_slope = math.log(self.target / self.initial) / horizon
+        if grow > 0 and self.slope <= plan_slope:
+            grow = 0.0  # already falling as fast as planned: no windup
+        self.log_scale = min(self.log_hi, max(self.log_lo,
+                                              self.log_scale + grow))
         return math.exp(min(self.log_hi, max(
             self.log_lo, self.log_scale + self.kp * e)))
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return dict(log_scale=self.log_scale, last_iter=self.last_iter,
-                    done=self.done, target=self.target,
+                    done=self.done, last_live=self.last_live,
+                    slope=self.slope, target=self.target,
                     initial=self.initial)
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -168,3 +186,5 @@ class BudgetController:
         self.log_scale = float(state['log_scale'])
         self.last_iter = state['last_iter']
         self.done = bool(state['done'])
+        self.last_live = state.get('last_live')
+        self.slope = float(state.get('slope', 0.0))
