@@ -134,7 +134,7 @@ def budget_unit(scalars: str) -> str:
 
 
 def _draw_budget(ax, budget: Dict[str, List[Tuple[int, float]]],
-                 scale: float, color: str) -> list:
+                 scale: float, color: str, suffix: str = '') -> list:
     """Target line and plan curve on ``ax`` (values divided by ``scale``)."""
     handles = []
     if 'cost_plan' in budget:
@@ -145,7 +145,7 @@ def _draw_budget(ax, budget: Dict[str, List[Tuple[int, float]]],
     if 'cost_target' in budget:
         target = budget['cost_target'][-1][1] / scale
         h = ax.axhline(target, ls='--', color=color, lw=1.2,
-                       label=f'target {target:.4g}')
+                       label=f'target {target:.4g}{suffix}')
         handles.append(h)
     return handles
 
@@ -181,7 +181,7 @@ def plot(macs: List[Tuple[int, float]], val: List[Tuple[int, float]],
     ax.set_ylim(0, max(values) / 1e6 * 1.25)
     handles = [line]
     if budget and not other:
-        handles += _draw_budget(ax, budget, 1e6, '#55A868')
+        handles += _draw_budget(ax, budget, 1e6, '#55A868', 'M')
     elif other:
         cx, cy = zip(*budget['cost'])
         c, = cost_ax.plot(cx, cy, drawstyle='steps-post', color='#8172B2',
@@ -191,7 +191,7 @@ def plot(macs: List[Tuple[int, float]], val: List[Tuple[int, float]],
         cost_ax.grid(alpha=0.3)
         cost_ax.set_ylim(0, max(cy) * 1.15)
         cost_ax.legend(handles=[c] + _draw_budget(cost_ax, budget, 1.0,
-                                                  '#55A868'),
+                                                  '#55A868', f' {unit}'),
                        loc='upper right', fontsize=9)
     if val:
         twin = ax.twinx()
