@@ -23,8 +23,10 @@ size, memory format and torch version; a search refuses a table measured at
 another input size or batch (``penalty=dict(cost='latency', lut=PATH)``).
 
 Candidates are timed round-robin (``benchmarks/bench_block.py``'s
-``time_round_robin``) and each grid point keeps its median. Measure on an
-otherwise idle machine.
+``time_round_robin``) and each grid point keeps its median (``--statistic
+min``: its fastest repetition, which other processes disturb least on a
+shared machine; the table records which). Measure on an otherwise idle
+machine.
 """
 from __future__ import annotations
 
@@ -65,17 +67,23 @@ class Timer:
         device: ``'cpu'`` or ``'cuda'``.
         batch: Images per forward.
         memory_format: ``'channels_last'`` or ``'contiguous'``.
-        reps: Timed rounds per candidate (the median is kept).
+        reps: Timed rounds per candidate.
         warmup: Untimed calls per candidate first.
+        statistic: What each candidate keeps of its rounds: ``'median'``
+            or ``'min'``.
     """
 
     def __init__(self, device: str = 'cpu', batch: int = 1,
                  memory_format: str = 'channels_last', reps: int = 7,
-                 warmup: int = 2) -> None:
+                 warmup: int = 2, statistic: str = 'median') -> None:
+        if statistic not in ('median', 'min'):
+            raise ValueError(f'statistic must be median or min, got '
+                             f'{statistic!r}')
         self.device = torch.device(device)
         self.batch = batch
         self.fmt = MEMORY_FORMATS[memory_format]
         self.reps, self.warmup = reps, warmup
+        self.statistic = statistic
 
     def prepare(self, module: nn.Module, x: torch.Tensor
                 ) -> Callable[[], None]:
@@ -96,8 +104,10 @@ class Timer:
 
     def medians(self, candidates: Dict[str, Callable[[], None]]
                 ) -> Dict[str, float]:
+        """Each candidate's ms (its rounds' median, or minimum)."""
         times = time_round_robin(candidates, self.reps, self.warmup)
-        return {name: statistics.median(t) for name, t in times.items()}
+        pick = min if self.statistic == 'min' else statistics.median
+        return {name: pick(t) for name, t in times.items()}
 
     def input(self, channels: int, hw) -> torch.Tensor:
         g = torch.Generator().manual_seed(0)
@@ -143,9 +153,15 @@ def measure_block(timer: Timer, spec: ArchSpec, index: int, hw, step: int,
             for k, c in counts.items():
                 cands[f'k{k}'] = timer.prepare(_block(spec, b, {k: c}), x)
             times = time_round_robin(cands, timer.reps, timer.warmup)
-            per_round = [sum(times[f'k{k}'][r] for k in counts) -
-                         times['all'][r] for r in range(timer.reps)]
-            diffs.append(statistics.median(per_round) / (len(counts) - 1))
+            if timer.statistic == 'min':
+                per = [min(times[f'k{k}']) for k in counts]
+                diffs.append((sum(per) - min(times['all'])) /
+                             (len(counts) - 1))
+            else:
+                per_round = [sum(times[f'k{k}'][r] for k in counts) -
+                             times['all'][r] for r in range(timer.reps)]
+                diffs.append(statistics.median(per_round) /
+                             (len(counts) - 1))
         shared = statistics.median(diffs)
     identity = 0.0
     if b.has_residual:
@@ -232,9 +248,10 @@ def measure_table(spec: ArchSpec, input_size=224, batch: int = 1,
                   step: int = 8, reps: int = 7, warmup: int = 2,
                   device: str = 'cpu', num_classes: int = 1000,
                   memory_format: str = 'channels_last',
-                  progress: bool = True) -> LatencyTable:
+                  progress: bool = True,
+                  statistic: str = 'median') -> LatencyTable:
     """Measure the latency table of ``spec`` (see the module docstring)."""
-    timer = Timer(device, batch, memory_format, reps, warmup)
+    timer = Timer(device, batch, memory_format, reps, warmup, statistic)
     t0 = time.perf_counter()
     fixed = measure_fixed(timer, spec, input_size, num_classes)
     blocks = []
@@ -258,7 +275,7 @@ def measure_table(spec: ArchSpec, input_size=224, batch: int = 1,
         input_size=list(_size(input_size)), num_classes=num_classes,
         memory_format=memory_format, runtime='torch',
         torch=torch.__version__.split('+')[0], step=step, reps=reps,
-        warmup=warmup, fixed_parts_ms=fixed,
+        warmup=warmup, statistic=statistic, fixed_parts_ms=fixed,
         created=datetime.datetime.now().isoformat(timespec='seconds'))
     table = LatencyTable(spec, fixed['stem'] + fixed['head'], blocks, meta)
     measured = measure_nets(timer, {'supernet': spec}, input_size,
@@ -296,6 +313,10 @@ def main(argv=None) -> LatencyTable:
                         '1000)')
     parser.add_argument('--memory-format', default='channels_last',
                         choices=sorted(MEMORY_FORMATS))
+    parser.add_argument('--statistic', default='median',
+                        choices=('median', 'min'),
+                        help='per grid point: median of the rounds, or the '
+                        'fastest (steadier on a shared machine)')
     args = parser.parse_args(argv)
     if args.input_size is not None and len(args.input_size) not in (1, 2):
         parser.error('--input-size takes H W or one side')
@@ -321,7 +342,7 @@ def main(argv=None) -> LatencyTable:
           f'{os.getloadavg()[0]:.1f}')
     table = measure_table(resolved.spec, size, args.batch, args.step,
                           args.reps, args.warmup, args.device, classes,
-                          args.memory_format)
+                          args.memory_format, statistic=args.statistic)
     if osp.dirname(args.out):
         os.makedirs(osp.dirname(args.out), exist_ok=True)
     table.dump(args.out)
