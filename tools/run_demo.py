@@ -2,6 +2,7 @@
 digits.
 
     python tools/run_demo.py [--work-dir work_dirs/demo_digits]
+    python tools/run_demo.py --config configs/atomnas/atomnas_demo_digits_budget.py
 
 Writes the data set (once), searches and trains the demo config through the
 real mmengine Runner (penalty, shrinkage, EMA, BN recalibration) with
@@ -31,14 +32,23 @@ CONFIG = osp.join(ROOT, 'configs', 'atomnas', 'atomnas_demo_digits.py')
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--work-dir', default='work_dirs/demo_digits')
+    parser.add_argument('--config', default=CONFIG,
+                        help='a digits demo config (default: '
+                        'configs/atomnas/atomnas_demo_digits.py)')
+    parser.add_argument('--work-dir', default=None,
+                        help='default: work_dirs/demo_digits for the default '
+                        'config, else work_dirs/<config name>')
     parser.add_argument('--data-root', default='data/digits')
     args = parser.parse_args()
+    if args.work_dir is None:
+        name = osp.splitext(osp.basename(args.config))[0]
+        args.work_dir = 'work_dirs/demo_digits' if osp.abspath(
+            args.config) == CONFIG else osp.join('work_dirs', name)
 
     counts = convert(args.data_root)
     print(f'[demo] digits: {counts["train"]} train / {counts["val"]} val '
           f'images in {args.data_root}')
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(args.config)
     cfg.work_dir = args.work_dir
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[split].dataset.data_root = args.data_root
@@ -61,6 +71,10 @@ def main():
           f'{metrics["accuracy/top1"]:.2f}%')
     print(f'[demo] MACs at 16x16: supernet {initial:,} -> searched '
           f'{searched:,} ({100 * (searched - initial) / initial:+.1f}%)')
+    target = (cfg.optim_wrapper.get('penalty') or {}).get('target')
+    if target and 'macs' in target:
+        print(f'[demo] target {target["macs"]:,.0f} MACs: searched '
+              f'{100 * (searched / target["macs"] - 1):+.2f}% from it')
     print(f'[demo] searched spec:         {spec_path}')
     print(f'[demo] deployable checkpoint: {osp.join(work, "deploy.pth")}')
     print(f'[demo] pictures:              {pictures}/')

@@ -16,7 +16,8 @@ from mmengine.runner import Runner  # noqa: E402
 import atomnas_mm  # noqa: E402,F401  (registers the atomnas_mm scope)
 from atomnas_mm.engine.batch_scaling import scale_to_batch  # noqa: E402
 from atomnas_mm.engine.resume import latest_intact_checkpoint  # noqa: E402
-from atomnas_mm.models.arch import SpecError  # noqa: E402
+from atomnas_mm.engine.search import BudgetError  # noqa: E402
+from atomnas_mm.models.arch import CostModelError, SpecError  # noqa: E402
 from atomnas_mm.models.checkpoint import load_checkpoint_file  # noqa: E402
 from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
 from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
@@ -114,7 +115,7 @@ def main():
         setup_launcher(cfg)
         runner = Runner.from_cfg(cfg)
         runner.train()
-    except (SpecError, FloatingPointError) as e:
+    except (SpecError, BudgetError, CostModelError, FloatingPointError) as e:
         # Our errors are one line that names the file, field and fix.
         sys.exit(f'error: {e}')
 

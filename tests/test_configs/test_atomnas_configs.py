@@ -28,6 +28,8 @@ def test_the_paper_configs_exist():
     assert 'atomnas_c_equal_penalty_imagenet.py' in names
     assert 'atomnas_retrain_imagenet.py' in names
     assert 'atomnas_demo_digits.py' in names
+    assert 'atomnas_c_budget_imagenet.py' in names
+    assert 'atomnas_demo_digits_budget.py' in names
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
@@ -58,9 +60,19 @@ def test_imagenet_config_trains_two_iterations(path, tiny_imagenet,
         'default_hooks.logger.interval': 1,
     })
     cfg.test_dataloader = cfg.val_dataloader
+    penalty = cfg.optim_wrapper.get('penalty') or {}
+    if penalty.get('target'):
+        # Two iterations: no ramp, so the target is due at the first (the
+        # forced removal runs on the full supernet).
+        cfg.optim_wrapper.penalty.ramp_epochs = 0
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 2
     assert osp.isfile(osp.join(tmp_path, 'epoch_1.pth'))
     if 'DynamicShrinkHook' in str(cfg.custom_hooks):
         assert osp.isfile(osp.join(tmp_path, 'searched_arch.json'))
+    if penalty.get('target'):
+        from atomnas_mm.models.arch import count, first_not_divisible
+        spec = runner.model.backbone.arch_spec
+        assert count(spec).macs <= penalty.target['macs']
+        assert first_not_divisible(spec, 8) is None

@@ -6,7 +6,10 @@ fingerprints its parameters, optimizer state, alpha_hat, EMA parameters and
 spec, and the ranks compare them. Rank 0 writes what it saw to the json
 file given as argv[1]. With ``sabotage`` as argv[4], rank 1 removes one
 atom more than rank 0 at the first shrink (as a surgery that skipped the
-broadcast would): the comparison must see it, and the run stops there.
+broadcast would): the comparison must see it, and the run stops there. With
+``budget``, the search has a MACs target and channel divisor 4, and the
+budget controller's state is compared too (after every shrink and at the
+end).
 """
 import hashlib
 import json
@@ -50,18 +53,32 @@ def fingerprint(runner, hook) -> dict:
              for _, v in sorted(opt.state.get(p, {}).items())
              if torch.is_tensor(v)]
     ema = ema_backbone(find_ema_hook(runner))
-    return dict(
+    out = dict(
         spec=model.backbone.arch_spec.to_json(),
         params=_digest(model.parameters()),
         optimizer=_digest(state),
         alpha_hat=_digest(v for _, v in sorted(hook.alpha_hat.items())),
         ema=_digest(ema.parameters()))
+    budget = getattr(runner.optim_wrapper, 'budget', None)
+    if budget is not None:
+        out['budget'] = json.dumps(budget.state_dict(), sort_keys=True)
+    return out
+
+
+def _compare(mine: dict) -> dict:
+    everyone = [None, None]
+    dist.all_gather_object(everyone, mine)
+    return {k: everyone[0][k] == everyone[1][k] for k in mine}
 
 
 def main(out, work_dir, data_root, mode='check'):
     cfg = search_cfg(work_dir, data_root, TINY_SPEC, max_epochs=4, interval=1)
     cfg.launcher = 'pytorch'
     cfg.custom_hooks = cfg.custom_hooks[:2]  # the shrink hook and EMA
+    if mode == 'budget':
+        cfg.optim_wrapper.penalty.weight = 0.05
+        cfg.optim_wrapper.penalty.target = dict(macs=100_000)
+        cfg.custom_hooks[0].channel_divisor = 4
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg)
     hook = next(h for h in runner.hooks if isinstance(h, DynamicShrinkHook))
@@ -69,10 +86,7 @@ def main(out, work_dir, data_root, mode='check'):
     real_rewrap = transaction.rewrap
 
     def compared_rewrap(runner_):
-        mine = fingerprint(runner_, hook)
-        everyone = [None, None]
-        dist.all_gather_object(everyone, mine)
-        same = {k: everyone[0][k] == everyone[1][k] for k in mine}
+        same = _compare(fingerprint(runner_, hook))
         checks.append(same)
         if not all(same.values()):
             raise Diverged(same)
@@ -95,6 +109,8 @@ def main(out, work_dir, data_root, mode='check'):
     diverged = False
     try:
         runner.train()
+        if mode == 'budget':  # the controller's end state on both ranks
+            checks.append(dict(end=_compare(fingerprint(runner, hook))))
     except Diverged:
         diverged = True
     model = runner.model.module if hasattr(runner.model, 'module') \
@@ -105,6 +121,9 @@ def main(out, work_dir, data_root, mode='check'):
                 checks=checks, diverged=diverged,
                 wrapped=type(runner.model).__name__,
                 atoms=model.backbone.arch_spec.num_atoms,
+                spec=model.backbone.arch_spec.to_dict(),
+                budget_done=getattr(getattr(runner.optim_wrapper, 'budget',
+                                            None), 'done', None),
                 supernet_atoms=sum(sum(int(v) for v in b['kernels'].values())
                                    for b in TINY_SPEC['blocks'])), f)
 

@@ -40,6 +40,22 @@ def test_two_process_gloo_search_keeps_ranks_identical(tmp_path,
     assert 'AtomNAS shrink' in log
 
 
+def test_two_process_budget_search_keeps_controller_identical(tmp_path,
+                                                             digits_root):
+    """With a MACs target and channel divisor 4: ranks stay identical after
+    every shrink (spec, weights, optimizer, EMA, alpha_hat, controller) and
+    end with the same controller state, at the target."""
+    result = _run(tmp_path, digits_root, 'budget', 29615)
+    assert not result['diverged'] and result['budget_done']
+    assert result['checks'][-1] == dict(end=dict(
+        spec=True, params=True, optimizer=True, alpha_hat=True, ema=True,
+        budget=True))
+    for check in result['checks'][:-1]:
+        assert all(check.values()) and 'budget' in check, check
+    assert all(n % 4 == 0 for b in result['spec']['blocks']
+               for n in b['kernels'].values())
+
+
 @pytest.mark.parametrize('mode', ['sabotage'])
 def test_rank_divergent_surgery_is_seen(tmp_path, digits_root, mode):
     """The comparison can fail: a surgery that removes one more atom on one

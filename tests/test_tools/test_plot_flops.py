@@ -89,3 +89,30 @@ def test_no_macs_is_one_line_error(tmp_path):
     assert '\n' not in str(e.value)
     with pytest.raises(SystemExit, match='no \\*/vis_data/scalars.json'):
         plot_flops.main([str(tmp_path / 'run')])
+
+
+def test_budget_target_and_plan(tmp_path, capsys):
+    # A MACs target: drawn on the MACs axis.
+    path = str(tmp_path / 'a' / '20240101_000000' / 'vis_data' /
+               'scalars.json')
+    _write(path, [dict(macs=3e6, iter=1, cost_target=1e6, cost_gap=2.0,
+                       cost_plan=3e6),
+                  dict(macs=0.99e6, iter=9, cost_target=1e6, cost_gap=-0.01,
+                       cost_plan=1e6)])
+    out = plot_flops.main([str(tmp_path / 'a')])
+    check_png(out)
+    assert plot_flops.read_budget(path)['cost_target'] == [(1, 1e6),
+                                                          (9, 1e6)]
+    assert 'target: 1e+06 MACs; final 990000 (-1.00%)' in \
+        capsys.readouterr().out
+    # A latency target: its own panel, unit from budget.json.
+    path = str(tmp_path / 'b' / '20240101_000000' / 'vis_data' /
+               'scalars.json')
+    _write(path, [dict(macs=3e6, iter=1, cost=9.0, cost_target=5.0,
+                       cost_plan=9.0),
+                  dict(macs=1e6, iter=9, cost=4.9, cost_target=5.0,
+                       cost_plan=5.0)])
+    with open(tmp_path / 'b' / 'budget.json', 'w') as f:
+        json.dump(dict(unit='ms'), f)
+    check_png(plot_flops.main([str(tmp_path / 'b')]))
+    assert 'target: 5 ms; final 4.9 (-2.00%)' in capsys.readouterr().out
