@@ -189,3 +189,39 @@ def test_amp_wrapper_adds_the_penalty_before_loss_scaling(tiny_spec,
             assert wrapper.loss_scaler.get_scale() == 1024.0
     for plain, amp_step in zip(*results):
         assert torch.allclose(plain, amp_step, atol=1e-6, rtol=1e-4)
+
+
+def test_budget_controller_advances_once_per_optimizer_step(tiny_spec):
+    """Under accumulation k, lambda (and the controller behind it) is
+    computed once per optimizer step and held for the step's micro-batches:
+    k micro-batches see what one GPU of k would."""
+    model = _classifier(tiny_spec)
+    cm = _wrapper(model, weight=0.01).cost_model
+    spec = load_spec(tiny_spec)
+    target = (cm.total(spec) + cm.fixed(spec)) / 2
+    cfg = dict(type='atomnas_mm.AtomNASOptimWrapper', accumulative_counts=4,
+               optimizer=dict(type='SGD', lr=0.1),
+               penalty=dict(weight=0.01, input_size=32, ramp_iters=8,
+                            target=dict(macs=target), target_by=0.5))
+    wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(type='atomnas_mm.AtomNASOptimWrapperConstructor',
+             optim_wrapper_cfg=cfg))(model)
+    wrapper.bind_search(1e-2)
+    wrapper.initialize_count_status(model, 0, 40)
+    calls = []
+    real_scale = wrapper.budget.scale
+
+    def counted(step, ramp, by, live, cost):
+        calls.append((step, ramp, by))
+        return real_scale(step, ramp, by, live, cost)
+
+    wrapper.budget.scale = counted
+    lams = []
+    for it in range(12):
+        _set_progress(it, max_iters=40, max_epochs=1)
+        lams.append(wrapper.current_lambda())
+    # Steps 0, 1, 2; ramp 8 iterations = 2 steps; target by iter 20 = step 5.
+    assert calls == [(0, 2, 5), (1, 2, 5), (2, 2, 5)]
+    assert lams[0:4] == [0.0] * 4
+    assert len(set(lams[4:8])) == 1 and lams[4] == pytest.approx(0.005)
+    assert len(set(lams[8:12])) == 1
