@@ -1,4 +1,5 @@
 """BN recalibration: recompute running statistics for the current weights."""
+import sys
 from typing import Iterable, List
 
 import torch
@@ -41,7 +42,10 @@ def recalibrate_bn(model: nn.Module, dataloader: Iterable, num_batches: int,
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average
         bn.train()
-    bar = ProgressBar(num_batches) if progress and is_main_process() else None
+    # The stream is looked up now: ProgressBar's default was bound at import
+    # and would escape a caller's redirection.
+    bar = ProgressBar(num_batches, file=sys.stdout) \
+        if progress and is_main_process() else None
     used = 0
     try:
         for data in dataloader:
