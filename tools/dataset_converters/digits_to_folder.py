@@ -1,13 +1,21 @@
 """Write scikit-learn's handwritten digits as a class-folder image tree.
 
     python tools/dataset_converters/digits_to_folder.py [OUT_DIR]
+    python tools/dataset_converters/digits_to_folder.py data/digits_hard \
+        --per-class 30 --label-noise 0.2
 
 The 1,797 8x8 images (10 classes, shipped inside scikit-learn) become PNGs
 under ``OUT_DIR/{train,val}/<digit>/``, a stratified 80/20 split with a
 fixed seed, readable by mmpretrain's ``CustomDataset``. Does nothing when
 the tree is already complete.
+
+``--per-class N`` keeps N training images per class and ``--label-noise p``
+files each kept training image under a wrong class with probability p (the
+validation images stay clean and complete): a harder task, for comparisons
+that the full set hides (``benchmarks/ablations.py``).
 """
 import argparse
+import json
 import os
 import os.path as osp
 
@@ -23,16 +31,36 @@ def _count_pngs(root: str) -> int:
                for f in files)
 
 
-def convert(out_dir: str = DEFAULT_OUT, seed: int = 0) -> dict:
-    """Write the tree; return the number of images per split."""
+def convert(out_dir: str = DEFAULT_OUT, seed: int = 0,
+            per_class: int = None, label_noise: float = 0.0) -> dict:
+    """Write the tree; return the number of images per split.
+
+    Args:
+        out_dir: Where the tree goes.
+        seed: Seed of the split (and of the subset and the noise).
+        per_class: Training images kept per class (None: all).
+        label_noise: Probability that a training image is filed under a
+            uniformly drawn wrong class.
+    """
     from sklearn.datasets import load_digits
+    if not 0.0 <= label_noise < 1.0:
+        raise ValueError(f'label_noise must be in [0, 1), got {label_noise}')
+    options = dict(seed=seed, per_class=per_class, label_noise=label_noise)
+    stamp = osp.join(out_dir, 'digits.json')
+    if osp.isfile(stamp):
+        with open(stamp) as f:
+            done = json.load(f)
+        if done.get('options') == options:
+            return done['counts']
+    elif osp.isdir(out_dir) and not per_class and not label_noise and \
+            _count_pngs(out_dir) == 1797:
+        # A tree written before the stamp existed.
+        return {s: _count_pngs(osp.join(out_dir, s)) for s in ('train', 'val')}
+
     digits = load_digits()
     images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
     labels = digits.target
     total = len(labels)
-    if osp.isdir(out_dir) and _count_pngs(out_dir) == total:
-        return {s: _count_pngs(osp.join(out_dir, s)) for s in ('train', 'val')}
-
     rng = np.random.default_rng(seed)
     split = np.empty(total, dtype=object)
     for c in np.unique(labels):
@@ -40,18 +68,40 @@ def convert(out_dir: str = DEFAULT_OUT, seed: int = 0) -> dict:
         n_val = int(round(len(idx) * VAL_FRACTION))
         split[idx[:n_val]] = 'val'
         split[idx[n_val:]] = 'train'
-    for i, (img, label, part) in enumerate(zip(images, labels, split)):
+        if per_class is not None:
+            split[idx[n_val + per_class:]] = None  # left out
+    filed = labels.copy()
+    noisy = (split == 'train') & (rng.random(total) < label_noise)
+    shift = rng.integers(1, 10, total)  # any other class, uniformly
+    filed[noisy] = (labels[noisy] + shift[noisy]) % 10
+    if osp.isdir(out_dir):
+        import shutil
+        for part in ('train', 'val'):
+            shutil.rmtree(osp.join(out_dir, part), ignore_errors=True)
+    for i, (img, label, part) in enumerate(zip(images, filed, split)):
+        if part is None:
+            continue
         d = osp.join(out_dir, part, str(label))
         os.makedirs(d, exist_ok=True)
         Image.fromarray(img, mode='L').save(osp.join(d, f'{i:04d}.png'))
-    return {s: int((split == s).sum()) for s in ('train', 'val')}
+    counts = {s: int((split == s).sum()) for s in ('train', 'val')}
+    with open(stamp, 'w') as f:
+        json.dump(dict(options=options, counts=counts,
+                       noisy_train_labels=int(noisy.sum())), f)
+    return counts
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir', nargs='?', default=DEFAULT_OUT)
+    parser.add_argument('--per-class', type=int, default=None,
+                        help='training images kept per class')
+    parser.add_argument('--label-noise', type=float, default=0.0,
+                        help='probability of a wrong training label')
+    parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
-    counts = convert(args.out_dir)
+    counts = convert(args.out_dir, args.seed, args.per_class,
+                     args.label_noise)
     print(f'digits: {counts["train"]} train / {counts["val"]} val images '
           f'in {args.out_dir}')
 
