@@ -80,7 +80,8 @@ EXPANSION = 6  # per kernel, as in the supernet
 
 # --------------------------------------------------------------------- timing
 def time_round_robin(candidates: Dict[str, Callable[[], None]], reps: int,
-                     warmup: int) -> Dict[str, List[float]]:
+                     warmup: int, warm_calls: int = 0
+                     ) -> Dict[str, List[float]]:
     """Time callables interleaved, one call of each per round.
 
     Args:
@@ -88,6 +89,10 @@ def time_round_robin(candidates: Dict[str, Callable[[], None]], reps: int,
         reps: Timed rounds.
         warmup: Untimed calls of each candidate first (oneDNN picks and
             caches kernels, the allocator grows its pools).
+        warm_calls: Untimed calls of a candidate right before each of its
+            timed calls: its weights are in the caches, as when a deployed
+            net runs alone (without, a candidate after many large others
+            reads its weights from memory).
 
     Returns:
         Name -> list of ``reps`` times in ms, entry ``r`` from round ``r``.
@@ -102,6 +107,8 @@ def time_round_robin(candidates: Dict[str, Callable[[], None]], reps: int,
         # same other one (cache and allocator state carry over).
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            for _ in range(warm_calls):
+                candidates[name]()
             t0 = time.perf_counter()
             candidates[name]()
             times[name][r] = (time.perf_counter() - t0) * 1e3

@@ -102,10 +102,11 @@ class Timer:
                 torch.cuda.synchronize()
         return fwd
 
-    def medians(self, candidates: Dict[str, Callable[[], None]]
-                ) -> Dict[str, float]:
+    def medians(self, candidates: Dict[str, Callable[[], None]],
+                warm_calls: int = 0) -> Dict[str, float]:
         """Each candidate's ms (its rounds' median, or minimum)."""
-        times = time_round_robin(candidates, self.reps, self.warmup)
+        times = time_round_robin(candidates, self.reps, self.warmup,
+                                 warm_calls)
         pick = min if self.statistic == 'min' else statistics.median
         return {name: pick(t) for name, t in times.items()}
 
@@ -235,13 +236,15 @@ def measure_fixed(timer: Timer, spec: ArchSpec, input_size,
 def measure_nets(timer: Timer, specs: Dict[str, ArchSpec], input_size,
                  num_classes: int, memory_format: str = 'channels_last'
                  ) -> Dict[str, float]:
-    """Median ms of whole nets (backbone + pool + classifier), timed
-    round-robin together."""
+    """ms of whole nets (backbone + pool + classifier), timed round-robin
+    together, each timed call right after an untimed one of the same net
+    (warm caches, as the table's blocks are timed and as a deployed net
+    runs; interleaved cold, 25 nets measured 1.5-2.6x slower)."""
     hw = _size(input_size)
     cands = {name: timer.prepare(FullNet(s, num_classes, memory_format),
                                  timer.input(3, hw))
              for name, s in specs.items()}
-    return timer.medians(cands)
+    return timer.medians(cands, warm_calls=1)
 
 
 def measure_table(spec: ArchSpec, input_size=224, batch: int = 1,
