@@ -21,4 +21,4 @@ demo: setup-light
 	@$(PY) tools/run_demo.py
 
 test: setup
-	@$(PY) -m pytest -q tests
+	@$(PY) -m pytest -q -n auto --durations=10 tests

@@ -1,12 +1,20 @@
+import os
 import os.path as osp
 import sys
 
 import pytest
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import atomnas_mm  # noqa: E402,F401
+
+# `make test` runs the suite on pytest-xdist workers, one per core: each
+# takes its share of the cores (oversubscribed threads run slower).
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(
+        os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))))
 
 TINY_SPEC = dict(
     stem_channels=8,
