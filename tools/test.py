@@ -18,7 +18,8 @@ from atomnas_mm.models.arch import SpecError  # noqa: E402
 from atomnas_mm.models.checkpoint import (  # noqa: E402
     CheckpointError, checkpoint_spec_or_none, check_weights_match_spec,
     load_checkpoint_file, state_dict_of)
-from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
+from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
+                                    teardown_launcher)
 from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
 
 
@@ -94,6 +95,7 @@ def main():
         runner = Runner.from_cfg(cfg)
         check_keys(runner, state, args.checkpoint)
         metrics = runner.test()
+        teardown_launcher()
     except SpecError as e:
         sys.exit(f'error: {e}')
     if args.out:

@@ -19,7 +19,8 @@ from atomnas_mm.engine.resume import latest_intact_checkpoint  # noqa: E402
 from atomnas_mm.engine.search import BudgetError  # noqa: E402
 from atomnas_mm.models.arch import CostModelError, SpecError  # noqa: E402
 from atomnas_mm.models.checkpoint import load_checkpoint_file  # noqa: E402
-from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
+from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
+                                    teardown_launcher)
 from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
 
 
@@ -115,6 +116,7 @@ def main():
         setup_launcher(cfg)
         runner = Runner.from_cfg(cfg)
         runner.train()
+        teardown_launcher()
     except (SpecError, BudgetError, CostModelError, FloatingPointError) as e:
         # Our errors are one line that names the file, field and fix.
         sys.exit(f'error: {e}')

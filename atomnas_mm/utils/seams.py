@@ -246,6 +246,23 @@ def setup_launcher(cfg) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+def teardown_launcher() -> None:
+    """End the gloo process group :func:`setup_launcher` started, once every
+    rank is done.
+
+    A process that exits with the group alive can abort in gloo's
+    destructor ("terminate called without an active exception", SIGABRT,
+    seen in CI on a two-process CPU run after training had finished), which
+    torchrun reports as a failed run. No-op without a group or with CUDA
+    (mmengine owns that group).
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized() and \
+            dist.get_backend() == 'gloo':
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 # ------------------------------------------------------------ checkpoints
 @_seam('mmengine')
 def save_checkpoint_safely(hook, runner, step: int, meta: dict) -> None:

@@ -31,7 +31,8 @@ from mmengine.registry import DATA_SAMPLERS, HOOKS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from atomnas_mm.engine.utils import find_backbone, optimizer_stepped  # noqa
-from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
+from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
+                                    teardown_launcher)
 from tests.conftest import TINY_SPEC, search_cfg  # noqa: E402
 
 BATCH = 8
@@ -128,6 +129,8 @@ def main(out, work_dir, data_root, accumulation, with_cp=''):
         rec = next(h for h in runner.hooks if isinstance(h, Recorder))
         torch.save(dict(grads=rec.grads, specs=rec.specs,
                         iters=runner.iter), out)
+
+    teardown_launcher()  # all ranks done: no abort in gloo at exit
 
 
 if __name__ == '__main__':

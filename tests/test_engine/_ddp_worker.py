@@ -28,7 +28,8 @@ from mmengine.runner import Runner  # noqa: E402
 from atomnas_mm.engine import DynamicShrinkHook  # noqa: E402
 from atomnas_mm.engine.search import transaction  # noqa: E402
 from atomnas_mm.engine.utils import ema_backbone, find_ema_hook  # noqa: E402
-from atomnas_mm.utils.seams import setup_launcher  # noqa: E402
+from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
+                                    teardown_launcher)
 from tests.conftest import TINY_SPEC, search_cfg  # noqa: E402
 
 
@@ -126,6 +127,8 @@ def main(out, work_dir, data_root, mode='check'):
                                             None), 'done', None),
                 supernet_atoms=sum(sum(int(v) for v in b['kernels'].values())
                                    for b in TINY_SPEC['blocks'])), f)
+
+    teardown_launcher()  # all ranks done: no abort in gloo at exit
 
 
 if __name__ == '__main__':

@@ -295,3 +295,15 @@ def test_accumulation_of_reads_the_wrapper():
     assert seams.accumulation_of(OptimWrapper(opt)) == 1
     assert seams.accumulation_of(OptimWrapper(opt,
                                               accumulative_counts=3)) == 3
+
+
+def test_teardown_launcher_ends_the_gloo_group(tmp_path):
+    import torch.distributed as dist
+
+    from atomnas_mm.utils.seams import teardown_launcher
+    teardown_launcher()  # no group: nothing to do
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store',
+                            rank=0, world_size=1)
+    assert dist.is_initialized()
+    teardown_launcher()
+    assert not dist.is_initialized()
