@@ -84,18 +84,24 @@ def pretrained_checkpoint(init_cfg: Any) -> Optional[str]:
     return None
 
 
-def resolve_config(path: str) -> ResolvedArch:
-    """The backbone spec, classes and input size of a config file."""
+def read_config(path: str):
+    """``mmengine.Config.fromfile(path)``, with a missing or broken file
+    refused in one line (:class:`SpecError`) instead of a traceback."""
     if not osp.isfile(path):
         raise SpecError(f'{path}: no such config file')
     import atomnas_mm  # noqa: F401  (atomnas_mm:: bases, registries)
     from mmengine.config import Config
     try:
-        cfg = Config.fromfile(path)
+        return Config.fromfile(path)
     except Exception as e:  # noqa: BLE001  (a broken config: one line)
         raise SpecError(f'{path}: cannot be read as a config '
                         f'({type(e).__name__}: {str(e).splitlines()[0]})'
                         ) from None
+
+
+def resolve_config(path: str) -> ResolvedArch:
+    """The backbone spec, classes and input size of a config file."""
+    cfg = read_config(path)
     model = cfg.get('model') or {}
     backbone = model.get('backbone', model)
     if 'arch' not in backbone:

@@ -109,8 +109,11 @@ def test_trained_search_checkpoint(tmp_path, tmp_path_factory, digits_root):
 
 def test_errors_are_one_line(tmp_path, tiny_json, capsys):
     out = str(tmp_path / 'x.onnx')
+    broken = tmp_path / 'broken.py'
+    broken.write_text('model = dict(\n')  # a syntax error
     cases = [
         ([str(tmp_path / 'none.py')], 'no such config file'),
+        ([str(broken)], 'cannot be read as a config'),
         ([DEMO, str(tmp_path / 'none.pth')], 'no such checkpoint file'),
         ([DEMO, tiny_json], 'cannot be read as a checkpoint'),
     ]

@@ -38,6 +38,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401  (registries; safe checkpoint loading)
 from atomnas_mm.models.arch import SpecError, count  # noqa: E402
+from atomnas_mm.models.resolve import read_config  # noqa: E402
 from atomnas_mm.models.checkpoint import (  # noqa: E402
     CheckpointError, check_weights_match_spec, checkpoint_spec_or_none,
     load_checkpoint_file, state_dict_of)
@@ -110,14 +111,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 # --------------------------------------------------------------------- build
 def load_config(path: str, options) -> Config:
-    if not osp.isfile(path):
-        raise ToolError(f'{path}: no such config file')
-    try:
-        cfg = Config.fromfile(path)
-    except Exception as e:  # noqa: BLE001  (a broken config: one line)
-        raise ToolError(f'{path}: cannot be read as a config ('
-                        f'{type(e).__name__}: {str(e).splitlines()[0]})'
-                        ) from None
+    cfg = read_config(path)  # one line for a missing or broken file
     if options:
         cfg.merge_from_dict(options)
     if not isinstance(cfg.get('model'), dict) or \
