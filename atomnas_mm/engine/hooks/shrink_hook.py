@@ -409,7 +409,9 @@ class DynamicShrinkHook(Hook):
             line += (f' (target {cm.format(self.budget.target)}, gap '
                      f'{100 * self.budget.gap(self.cost):+.2f}%)')
         print_log(line, logger='current')
-        self._write_spec(runner, f'iter_{done_iters or runner.iter + 1}.json')
+        if done_iters is None:
+            done_iters = runner.iter + 1
+        self._write_spec(runner, f'iter_{done_iters}.json')
 
     @torch.no_grad()
     def force_to_target(self, runner) -> bool:
