@@ -57,3 +57,18 @@ def test_hook_recalibrates_for_eval_and_restores_training_stats(
 def test_bad_num_batches():
     with pytest.raises(ValueError, match='num_batches'):
         BNRecalibrationHook(num_batches=0)
+
+
+def test_progress_goes_to_the_current_stdout():
+    """The bar follows a caller's redirection (ablations.py hides it);
+    mmengine's ProgressBar default stream is bound at import."""
+    import contextlib
+    import io
+    import sys
+    batches = [dict(inputs=torch.randn(8, 3)) for _ in range(3)]
+    before = sys.stdout
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        recalibrate_bn(_BNNet(), batches, num_batches=3, progress=True)
+    assert '3/3' in buf.getvalue()
+    assert sys.stdout is before
