@@ -314,15 +314,7 @@ class DynamicShrinkHook(Hook):
                 f'AtomNAS shrink: {e}; nothing was removed. Training '
                 f'diverged: lower the lr or lambda, then '
                 f'{self._restart_hint(runner)}') from None
-        if get_world_size() > 1 and masks:
-            flat = torch.cat([m.to(torch.uint8).cpu() for m in masks.values()])
-            broadcast(flat, 0)
-            out, start = {}, 0
-            for key, m in masks.items():
-                out[key] = flat[start:start + len(m)].bool().to(m.device)
-                start += len(m)
-            masks = out
-        return masks
+        return self._from_rank0(masks)
 
     @staticmethod
     def _restart_hint(runner) -> str:
@@ -334,8 +326,9 @@ class DynamicShrinkHook(Hook):
     @staticmethod
     def _from_rank0(values: Dict[Key, torch.Tensor]
                     ) -> Dict[Key, torch.Tensor]:
-        """Rank 0's values on every rank (so every rank plans the same
-        removal even if its floats differ in the last bit)."""
+        """Rank 0's values (float or bool masks) on every rank, each with its
+        own dtype and device, in one broadcast: every rank then decides and
+        plans the same removal even if its floats differ in the last bit."""
         if get_world_size() <= 1 or not values:
             return values
         keys = list(values)
@@ -344,7 +337,8 @@ class DynamicShrinkHook(Hook):
         out, start = {}, 0
         for k in keys:
             n = len(values[k])
-            out[k] = flat[start:start + n].to(values[k].device)
+            out[k] = flat[start:start + n].to(values[k].dtype).to(
+                values[k].device)
             start += n
         return out
 
