@@ -50,16 +50,16 @@ class BlockCost:
         params: Conv params of the block (BN excluded).
         in_hw: Input resolution (H, W).
         out_hw: Output resolution (H, W).
-        atom_macs: Kernel size -> MACs of one atom of that kernel: its
-            channel's share of the expand conv at the input resolution, of
-            its depthwise conv and of the project conv at the output
-            resolution.
+        atom_macs: Kernel size -> MACs of one atom of that kernel
+            (:func:`atom_cost`).
+        atom_params: Kernel size -> params of one atom of that kernel.
     """
     macs: int
     params: int
     in_hw: Tuple[int, int]
     out_hw: Tuple[int, int]
     atom_macs: Dict[int, int]
+    atom_params: Dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,13 +75,27 @@ class CostReport:
                     params_with_bn=self.params_with_bn)
 
 
-def atom_macs(block: BlockSpec, kernel: int, in_hw: Tuple[int, int],
-              out_hw: Tuple[int, int]) -> int:
-    """MACs that one atom (one expanded channel of ``kernel``) costs."""
-    hin, win = in_hw
-    hout, wout = out_hw
-    return (block.in_channels * hin * win + kernel * kernel * hout * wout +
-            block.out_channels * hout * wout)
+def atom_cost(block: BlockSpec, kernel: int, in_hw: Tuple[int, int],
+              out_hw: Tuple[int, int], se_channels: int = 0
+              ) -> Tuple[int, int]:
+    """(MACs, params) of one atom, one expanded channel of ``kernel``: the
+    one formula every count and cost model uses.
+
+    MACs: its channel's share of the expand conv at the input resolution,
+    of its depthwise conv and of the project conv at the output resolution,
+    and with SE its share of SE (the channel-wise multiply and one weight
+    of each 1x1 conv per squeeze channel). Params: the same convs' weights,
+    and with SE one bias of the expand conv. (SE's reduce bias, one per
+    squeeze channel, belongs to the block, not to an atom.)
+    """
+    aout = out_hw[0] * out_hw[1]
+    macs = block.in_channels * in_hw[0] * in_hw[1] + kernel * kernel * aout \
+        + block.out_channels * aout
+    params = block.in_channels + kernel * kernel + block.out_channels
+    if se_channels:
+        macs += aout + 2 * se_channels
+        params += 2 * se_channels + 1
+    return macs, params
 
 
 def count(spec: SpecLike, input_size: Size = 224,
@@ -121,26 +135,19 @@ def count(spec: SpecLike, input_size: Size = 224,
     blocks = []
     for b in spec.blocks:
         in_hw, out_hw = hw, _down(hw, b.stride)
-        ain, aout = in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]
-        e = b.num_atoms
-        m = b.in_channels * e * ain  # expand
-        p = b.in_channels * e
-        for kk, n in b.kernels.items():  # depthwise per kernel
-            m += n * kk * kk * aout
-            p += n * kk * kk
-        m += e * b.out_channels * aout  # project
-        p += e * b.out_channels
-        if e:
-            se_m, se_p = _se_cost(e, spec.se_channels(b.in_channels), aout)
-            m, p = m + se_m, p + se_p
-        if e:
-            bn += 2 * (2 * e + b.out_channels)
+        sq = spec.se_channels(b.in_channels)
+        per_atom = {kk: atom_cost(b, kk, in_hw, out_hw, sq)
+                    for kk in b.kernels}
+        m = sum(n * per_atom[kk][0] for kk, n in b.kernels.items())
+        p = sum(n * per_atom[kk][1] for kk, n in b.kernels.items())
+        if b.num_atoms:
+            p += sq  # SE's reduce bias
+            bn += 2 * (2 * b.num_atoms + b.out_channels)
         macs += m
         params += p
-        blocks.append(
-            BlockCost(m, p, in_hw, out_hw,
-                      {kk: atom_macs(b, kk, in_hw, out_hw)
-                       for kk in b.kernels}))
+        blocks.append(BlockCost(m, p, in_hw, out_hw,
+                                {kk: c[0] for kk, c in per_atom.items()},
+                                {kk: c[1] for kk, c in per_atom.items()}))
         hw = out_hw
 
     # Head: 1x1 conv, global pool, linear classifier.
@@ -155,7 +162,3 @@ def count(spec: SpecLike, input_size: Size = 224,
         params += spec.head_channels * num_classes + num_classes
     return CostReport(macs, params, params + bn, blocks)
 
-
-def atom_costs(spec: SpecLike, input_size: Size = 224) -> List[Dict[int, int]]:
-    """Per block, kernel size -> MACs of one atom (see :func:`count`)."""
-    return [b.atom_macs for b in count(spec, input_size).blocks]

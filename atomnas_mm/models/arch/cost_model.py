@@ -34,10 +34,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .cost import _down, _size, count
-from .spec import ArchSpec, BlockSpec, SpecError, SpecLike, load_spec
-
-Key = Tuple[int, int]  # (block index, kernel size)
+from .cost import _size, atom_cost, count
+from .spec import ArchSpec, BlockSpec, Key, SpecError, SpecLike, load_spec
 Size = Union[int, Sequence[int]]
 
 #: cost option -> what totals are counted in (the measure)
@@ -60,18 +58,6 @@ def _emptied(spec: ArchSpec) -> ArchSpec:
     out = copy.deepcopy(spec)
     for b in out.blocks:
         b.kernels = {}
-    return out
-
-
-def _resolutions(spec: ArchSpec, input_size: Size
-                 ) -> List[Tuple[Tuple[int, int], Tuple[int, int]]]:
-    """(input, output) resolution of every searchable block."""
-    hw = _down(_size(input_size), 2)  # stem
-    out = []
-    for b in spec.blocks:
-        nxt = _down(hw, b.stride)
-        out.append((hw, nxt))
-        hw = nxt
     return out
 
 
@@ -177,24 +163,13 @@ class CostModel:
 class LinearCostModel(CostModel):
     """MACs or params: linear in every kernel's atom count, so
     ``total = fixed + sum over atoms of their cost`` holds exactly (params
-    with SE: plus each SE's reduce bias while its block has atoms)."""
+    with SE: plus each SE's reduce bias while its block has atoms). Atom
+    costs are :func:`~atomnas_mm.models.arch.cost.atom_cost`'s."""
 
-    def _atom(self, spec: ArchSpec, i: int, k: int,
-              res=None) -> float:
-        b = spec.blocks[i]
-        (hin, win), (hout, wout) = (res or _resolutions(
-            spec, self.input_size))[i]
-        sq = spec.se_channels(b.in_channels)
-        if self.measure == 'macs':
-            c = (b.in_channels * hin * win + k * k * hout * wout +
-                 b.out_channels * hout * wout)
-            if sq:  # SE: the channel-wise multiply and both 1x1 convs
-                c += hout * wout + 2 * sq
-            return float(c)
-        c = b.in_channels + k * k + b.out_channels
-        if sq:
-            c += 2 * sq + 1
-        return float(c)
+    def _per_atom(self, spec: ArchSpec) -> List[Dict[int, int]]:
+        report = count(spec, self.input_size, self.num_classes)
+        return [b.atom_macs if self.measure == 'macs' else b.atom_params
+                for b in report.blocks]
 
     def total(self, spec: SpecLike) -> float:
         r = count(spec, self.input_size, self.num_classes)
@@ -202,19 +177,20 @@ class LinearCostModel(CostModel):
 
     def block_cost(self, spec: ArchSpec, index: int,
                    kernels: Mapping[int, int]) -> float:
-        res = _resolutions(spec, self.input_size)
-        cost = sum(n * self._atom(spec, index, k, res)
+        where = count(spec, self.input_size, self.num_classes).blocks[index]
+        block = spec.blocks[index]
+        sq = spec.se_channels(block.in_channels)
+        j = 0 if self.measure == 'macs' else 1
+        cost = sum(n * atom_cost(block, k, where.in_hw, where.out_hw, sq)[j]
                    for k, n in kernels.items() if n)
-        sq = spec.se_channels(spec.blocks[index].in_channels)
         if self.measure == 'params' and sq and any(kernels.values()):
             cost += sq  # SE reduce conv's bias
         return float(cost)
 
     def atom_costs(self, spec: SpecLike) -> Dict[Key, float]:
         spec = load_spec(spec)
-        res = _resolutions(spec, self.input_size)
-        return {(i, k): self._atom(spec, i, k, res)
-                for i, b in enumerate(spec.blocks) for k in b.kernels}
+        return {(i, k): float(c) for i, per_atom in enumerate(
+            self._per_atom(spec)) for k, c in per_atom.items()}
 
 
 # ---------------------------------------------------------------- latency

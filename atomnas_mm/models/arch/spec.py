@@ -30,13 +30,16 @@ import math
 import os
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 SPEC_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'specs')
 # Activation name in a spec -> the torch.nn module that implements it.
 ACTIVATIONS = {'relu': 'ReLU', 'swish': 'SiLU'}
 
 SpecLike = Union[str, os.PathLike, Mapping[str, Any], 'ArchSpec']
+#: One kernel of one block: (block index, kernel size). Its atoms share one
+#: cost and one depthwise BN.
+Key = Tuple[int, int]
 
 
 class SpecError(ValueError):

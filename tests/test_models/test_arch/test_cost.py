@@ -1,6 +1,6 @@
 import pytest
 
-from atomnas_mm.models.arch import atom_costs, count, load_spec
+from atomnas_mm.models.arch import build_cost_model, count, load_spec
 
 PAPER = {
     'supernet': (1_521_035_776, 11_109_768),
@@ -48,10 +48,10 @@ def test_mobilenet_v2_convention_check():
 
 
 def test_atom_cost_definition():
-    costs = atom_costs('supernet')
+    costs = build_cost_model('macs').atom_costs('supernet')
     # First searchable block: 16 -> 24, stride 2, 112 -> 56.
-    assert costs[0][3] == 16 * 112 * 112 + 9 * 56 * 56 + 24 * 56 * 56
-    assert costs[0][7] - costs[0][3] == (49 - 9) * 56 * 56
+    assert costs[(0, 3)] == 16 * 112 * 112 + 9 * 56 * 56 + 24 * 56 * 56
+    assert costs[(0, 7)] - costs[(0, 3)] == (49 - 9) * 56 * 56
     # The supernet's blocks' atom costs add up to the blocks' MACs.
     spec = load_spec('supernet')
     report = count(spec)
