@@ -22,8 +22,12 @@ def scale_to_batch(cfg, world_size: int) -> List[str]:
       lr x lambda x cost, so it scales with the lr, like the task loss.
     * Per-step decays keep their horizon in epochs: with r = effective /
       base batch there are 1/r times as many steps per epoch, so the EMA
-      decay becomes ``decay ** r`` (mmengine's momentum ``1 - decay``) and
-      the shrink hook's alpha_hat beta ``beta ** r``.
+      decay becomes ``decay ** r`` (mmengine's momentum ``1 - decay``; the
+      authors' adjustment to the batch) and the shrink hook's own
+      alpha_hat decay (``importance='own'``) ``beta ** r``.
+    * ``WarmupExpDecayLR`` warms up from the rate of a fixed batch (the
+      authors': 256 images), so its ``start_factor`` becomes
+      ``start_factor / r`` (1, no warm-up, once the rate is no higher).
 
     Does nothing unless ``auto_scale_lr.enable`` is set.
 
@@ -52,9 +56,21 @@ def scale_to_batch(cfg, world_size: int) -> List[str]:
             hook['momentum'] = 1 - (1 - old) ** ratio
             notes.append(f'{kind}: decay {1 - old:.6g} -> '
                          f'{1 - hook["momentum"]:.6g} per step')
-        elif kind.endswith('DynamicShrinkHook'):
-            old = hook.get('momentum', 0.9999)
+        elif kind.endswith('DynamicShrinkHook') and \
+                hook.get('importance', 'ema') == 'own':
+            old = hook.get('momentum') or 0.9999
             hook['momentum'] = old ** ratio
             notes.append(f'{kind}: alpha_hat beta {old:.6g} -> '
                          f'{hook["momentum"]:.6g} per step')
+    schedulers = cfg.get('param_scheduler') or []
+    for sched in schedulers if isinstance(schedulers, list) else [
+            schedulers]:
+        kind = str(sched.get('type', ''))
+        if kind.endswith('WarmupExpDecayLR') and \
+                sched.get('start_factor', 1.0) < 1.0:
+            old = sched['start_factor']
+            sched['start_factor'] = min(1.0, old / ratio)
+            notes.append(f'{kind}: warm-up start factor {old:.6g} -> '
+                         f'{sched["start_factor"]:.6g} (the same starting '
+                         'rate)')
     return notes

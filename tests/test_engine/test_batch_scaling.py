@@ -41,8 +41,22 @@ def test_lr_and_per_step_decays_follow_the_batch(name, world, ratio):
     new = {h['type'].split('.')[-1]: h for h in cfg.custom_hooks}
     ema_decay = 1 - hooks['EMAHook']['momentum']
     assert 1 - new['EMAHook']['momentum'] == pytest.approx(ema_decay**ratio)
-    beta = hooks['DynamicShrinkHook']['momentum']
-    assert new['DynamicShrinkHook']['momentum'] == pytest.approx(beta**ratio)
+    # The authors' adjustment: 0.9999 per step at their base batch of 4096.
+    assert 1 - new['EMAHook']['momentum'] == pytest.approx(
+        0.9999 ** (2048 * ratio / 4096))
+    # alpha_hat is the EMA copy's: nothing of the shrink hook's to scale.
+    assert 'momentum' not in new['DynamicShrinkHook']
+    # The warm-up starts at the rate of 256 images whatever the batch.
+    sched, = cfg.param_scheduler
+    assert sched.start_factor == pytest.approx(min(1, 256 / (2048 * ratio)))
+
+
+def test_own_alpha_hat_decay_follows_the_batch():
+    cfg = _cfg()
+    cfg.auto_scale_lr.enable = True
+    cfg.custom_hooks[0].update(importance='own', momentum=0.9999)
+    scale_to_batch(cfg, 8)  # 512 of 2048
+    assert cfg.custom_hooks[0].momentum == pytest.approx(0.9999 ** 0.25)
 
 
 def test_every_config_carries_auto_scale_lr():

@@ -1,6 +1,7 @@
 from .l1_penalty import (AtomNASAmpOptimWrapper, AtomNASOptimWrapper,
                          AtomNASOptimWrapperConstructor, L1PenaltyMixin)
-from .rmsprop_tf import RMSpropTF
+from .rmsprop import AtomNASRMSprop, RMSpropTF
 
 __all__ = ['AtomNASOptimWrapper', 'AtomNASAmpOptimWrapper',
-           'AtomNASOptimWrapperConstructor', 'L1PenaltyMixin', 'RMSpropTF']
+           'AtomNASOptimWrapperConstructor', 'L1PenaltyMixin',
+           'AtomNASRMSprop', 'RMSpropTF']
