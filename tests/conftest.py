@@ -84,7 +84,10 @@ def search_cfg(work_dir, data_root, arch, max_epochs=2, subset=128,
                lam=0.5, interval=2, **overrides):
     """A tiny, aggressive search on the digits: SGD with a strong penalty
     and a loose threshold, so atoms die within a few iterations; shrink
-    checks every ``interval`` iterations."""
+    checks every ``interval`` iterations. The shrink hook keeps an
+    alpha_hat of its own with a fixed decay and gates on what it removes
+    (``importance='own'``, ``gate='both'``), so that what dies is decided
+    by the hook alone; the authors' rules are tested on their own."""
     cfg = demo_cfg(work_dir, data_root, arch, max_epochs=max_epochs,
                    subset=subset)
     cfg.optim_wrapper = dict(
@@ -95,9 +98,10 @@ def search_cfg(work_dir, data_root, arch, max_epochs=2, subset=128,
     cfg.param_scheduler = []
     cfg.train_dataloader.batch_size = 32
     cfg.custom_hooks = [
-        dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.5,
-             threshold=0.3, delta=0, interval=interval, by_epoch=False,
-             input_size=16, num_classes=10),
+        dict(type='atomnas_mm.DynamicShrinkHook', importance='own',
+             momentum=0.5, momentum_warmup=False, gate='both',
+             final_removal=False, threshold=0.3, delta=0, interval=interval,
+             by_epoch=False, input_size=16, num_classes=10),
         dict(type='atomnas_mm.EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
         dict(type='atomnas_mm.BNRecalibrationHook', num_batches=2,
              progress=False),

@@ -1,11 +1,15 @@
+from .ema import WarmupEMA
 from .hooks import (BNRecalibrationHook, CheckpointHook, DynamicShrinkHook,
                     EMAHook)
 from .optimizers import (AtomNASAmpOptimWrapper, AtomNASOptimWrapper,
-                         AtomNASOptimWrapperConstructor, RMSpropTF)
+                         AtomNASOptimWrapperConstructor, AtomNASRMSprop,
+                         RMSpropTF)
 from .recalibrate import recalibrate_bn
-from .schedulers import EpochStepLR
+from .schedulers import EpochStepLR, WarmupExpDecayLR
+from .search import SearchState
 
 __all__ = ['BNRecalibrationHook', 'CheckpointHook', 'DynamicShrinkHook',
-           'EMAHook', 'AtomNASOptimWrapper',
+           'EMAHook', 'WarmupEMA', 'AtomNASOptimWrapper',
            'AtomNASAmpOptimWrapper', 'AtomNASOptimWrapperConstructor',
-           'RMSpropTF', 'recalibrate_bn', 'EpochStepLR']
+           'AtomNASRMSprop', 'RMSpropTF', 'recalibrate_bn', 'EpochStepLR',
+           'WarmupExpDecayLR', 'SearchState']

@@ -13,6 +13,8 @@ Seams:
     * ``is_resuming``: ``Runner._resume``.
     * ``accumulation_of``: ``OptimWrapper._accumulative_counts``.
     * ``refresh_averaged_model``: ``BaseAveragedModel.avg_parameters``.
+    * ``rewrap``: rebuilding the runner's DDP wrapper (``Runner.wrap_model``
+      and assigning ``runner.model``).
     * ``register_config_package``: ``MODULE2PACKAGE`` and
       ``get_installed_path`` of mmengine's config loader.
     * ``allow_mmengine_checkpoints``: torch's weights-only allow-list and how
@@ -111,6 +113,26 @@ def refresh_averaged_model(averaged) -> None:
     name -> tensor table, which holds the old objects."""
     averaged.avg_parameters = averaged.module.state_dict() \
         if averaged.update_buffers else dict(averaged.module.named_parameters())
+
+
+@_seam('mmengine')
+def rewrap(runner) -> None:
+    """After the model's parameters were replaced: rebuild the runner's
+    DDP wrapper around them (DDP keeps per-parameter buckets and hooks;
+    the old wrapper goes first, so two never hold the process group's
+    buffers at once). No-op without a wrapper."""
+    import gc
+
+    from mmengine.model import is_model_wrapper
+    if not is_model_wrapper(runner.model):
+        return
+    module = runner.model.module
+    old = runner.model
+    runner.model = None
+    del old
+    gc.collect()
+    runner.model = runner.wrap_model(runner.cfg.get('model_wrapper_cfg'),
+                                     module)
 
 
 # ------------------------------------------------------------ config bases

@@ -5,10 +5,11 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     constructor='atomnas_mm.AtomNASOptimWrapperConstructor',
-    optimizer=dict(type='atomnas_mm.RMSpropTF', lr=0.128, alpha=0.9,
+    optimizer=dict(type='atomnas_mm.AtomNASRMSprop', lr=0.128, alpha=0.9,
                    momentum=0.9, eps=1e-3, weight_decay=1e-5))
 recalib_batches = 40
 custom_hooks = [
-    dict(type='atomnas_mm.EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='atomnas_mm.EMAHook', momentum={{_base_.ema_momentum}},
+         priority='ABOVE_NORMAL'),
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=recalib_batches),
 ]

@@ -9,9 +9,9 @@ optim_wrapper = dict(
     penalty=dict(weight=1.0e-4, ramp_epochs=25, input_size=224, cost='macs',
                  target=dict(macs=360e6), target_by=0.5))
 custom_hooks = [
-    dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.9999,
-         threshold=1e-3, delta=1e6, interval=1, input_size=224,
-         channel_divisor=8),
-    dict(type='atomnas_mm.EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='atomnas_mm.DynamicShrinkHook', threshold=1e-3, delta=1e6,
+         interval=1, input_size=224, channel_divisor=8),
+    dict(type='atomnas_mm.EMAHook', momentum={{_base_.ema_momentum}},
+         priority='ABOVE_NORMAL'),
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=64),
 ]

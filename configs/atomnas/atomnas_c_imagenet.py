@@ -6,8 +6,9 @@ model = dict(backbone=dict(arch='supernet'))
 optim_wrapper = dict(penalty=dict(weight=1.0e-4))
 recalib_batches = 64  # 16 x 256 images per GPU in the paper = 64 x 64
 custom_hooks = [
-    dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.9999,
-         threshold=1e-3, delta=1e6, interval=1, input_size=224),
-    dict(type='atomnas_mm.EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='atomnas_mm.DynamicShrinkHook', threshold=1e-3, delta=1e6,
+         interval=1, input_size=224),
+    dict(type='atomnas_mm.EMAHook', momentum={{_base_.ema_momentum}},
+         priority='ABOVE_NORMAL'),
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=recalib_batches),
 ]

@@ -15,8 +15,8 @@ custom_hooks = [
     # Removal checked every 5 iterations (23 per epoch) so the net tracks
     # the plan closely; widths stay multiples of 8 (the demo supernet's
     # 96/144/240/480 are).
-    dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.9, threshold=1e-2,
-         delta=1e4, interval=5, by_epoch=False, channel_divisor=8),
+    dict(type='atomnas_mm.DynamicShrinkHook', threshold=1e-2, delta=1e4,
+         interval=5, by_epoch=False, channel_divisor=8),
     dict(type='atomnas_mm.EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),
     dict(type='atomnas_mm.BNRecalibrationHook', num_batches=10),
 ]

@@ -107,9 +107,10 @@ def main(out, work_dir, data_root, accumulation, with_cp=''):
     cfg.train_cfg.val_interval = 100  # no validation in between
     cfg.optim_wrapper.accumulative_counts = k
     cfg.custom_hooks = [
-        dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.5,
-             threshold=0.3, delta=0, interval=1, by_epoch=True,
-             input_size=16, num_classes=10),
+        # The authors' rules: alpha_hat from the EMA copy, the gate on
+        # atoms dead by alpha_hat, the last epoch's removal.
+        dict(type='atomnas_mm.DynamicShrinkHook', threshold=0.3, delta=0,
+             interval=1, by_epoch=True, input_size=16, num_classes=10),
         dict(type='atomnas_mm.EMAHook', momentum=0.1,
              priority='ABOVE_NORMAL'),
         dict(type='Recorder'),

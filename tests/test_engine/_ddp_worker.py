@@ -60,7 +60,7 @@ def fingerprint(runner, hook) -> dict:
         optimizer=_digest(state),
         alpha_hat=_digest(v for _, v in sorted(hook.alpha_hat.items())),
         ema=_digest(ema.parameters()))
-    budget = getattr(runner.optim_wrapper, 'budget', None)
+    budget = hook.state.budget
     if budget is not None:
         out['budget'] = json.dumps(budget.state_dict(), sort_keys=True)
     return out
@@ -97,14 +97,14 @@ def main(out, work_dir, data_root, mode='check'):
     if mode == 'sabotage':
         real_plan = hook.plan
 
-        def plan_one_more_on_rank1(runner_, masks):
+        def plan_one_more_on_rank1(runner_, masks, *args, **kwargs):
             # Only when both ranks remove something (masks are identical on
             # both, so they agree on this): then rank 1 removes one more.
             if dist.get_rank() == 1 and any(m.any() for m in masks.values()):
                 masks = {k: m.clone() for k, m in masks.items()}
                 key = next(k for k, m in masks.items() if not m.all())
                 masks[key][(~masks[key]).nonzero()[0]] = True
-            return real_plan(runner_, masks)
+            return real_plan(runner_, masks, *args, **kwargs)
 
         hook.plan = plan_one_more_on_rank1
     diverged = False
@@ -123,8 +123,7 @@ def main(out, work_dir, data_root, mode='check'):
                 wrapped=type(runner.model).__name__,
                 atoms=model.backbone.arch_spec.num_atoms,
                 spec=model.backbone.arch_spec.to_dict(),
-                budget_done=getattr(getattr(runner.optim_wrapper, 'budget',
-                                            None), 'done', None),
+                budget_done=getattr(hook.state.budget, 'done', None),
                 supernet_atoms=sum(sum(int(v) for v in b['kernels'].values())
                                    for b in TINY_SPEC['blocks'])), f)
 

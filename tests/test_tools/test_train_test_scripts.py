@@ -50,7 +50,7 @@ def test_train_then_test_a_shrunk_checkpoint(tmp_path, digits_root):
          'default_hooks.checkpoint.interval=1',
          'optim_wrapper.penalty.weight=0.5',
          'optim_wrapper.penalty.ramp_epochs=0',
-         'custom_hooks.0.threshold=0.999', 'custom_hooks.0.momentum=0.0',
+         'custom_hooks.0.threshold=0.999',
          'custom_hooks.0.delta=0')
     ckpt = osp.join(work, 'epoch_3.pth')
     spec = torch.load(ckpt, weights_only=True)['meta']['atomnas_spec']

@@ -1,12 +1,17 @@
 """The search, as parts a hook orchestrates: importance tracking, the
-decision (pure functions), the shape-change transaction, the export."""
+decision (pure functions), the search state, the shape-change transaction,
+the export."""
 from .budget import BudgetController, BudgetError, parse_target
 from .export import recalibrated_copy, save_deploy_checkpoint
-from .importance import ImportanceTracker, current_alpha
-from .policy import RemovalPlan, dead_masks, plan_removal
-from .transaction import reshape_search, reshape_to_checkpoint, rewrap
+from .importance import (EMAImportance, ImportanceTracker, current_alpha,
+                         warmup_decay)
+from .policy import RemovalPlan, dead_masks, mask_cost, plan_removal
+from .state import SearchState, parse_penalty
+from .transaction import reshape_search, reshape_to_checkpoint
 
 __all__ = ['BudgetController', 'BudgetError', 'parse_target',
-           'ImportanceTracker', 'current_alpha', 'RemovalPlan', 'dead_masks',
-           'plan_removal', 'reshape_search', 'reshape_to_checkpoint',
-           'rewrap', 'recalibrated_copy', 'save_deploy_checkpoint']
+           'EMAImportance', 'ImportanceTracker', 'current_alpha',
+           'warmup_decay', 'RemovalPlan', 'dead_masks', 'mask_cost',
+           'plan_removal', 'SearchState', 'parse_penalty', 'reshape_search',
+           'reshape_to_checkpoint', 'recalibrated_copy',
+           'save_deploy_checkpoint']

@@ -12,20 +12,24 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 from ...models.arch.spec import ArchSpec
-
-Key = Tuple[int, int]
+from .importance import Key
 
 
 def dead_masks(alpha: Mapping[Key, torch.Tensor],
                alpha_hat: Mapping[Key, torch.Tensor],
-               threshold: float) -> Dict[Key, torch.Tensor]:
-    """An atom is dead when both ``|alpha|`` (its BN gamma now) and
-    ``|alpha_hat|`` (its momentum average) are below ``threshold``.
+               threshold: float, by: str = 'both') -> Dict[Key, torch.Tensor]:
+    """Which atoms are dead: ``|alpha|`` (the BN gamma now) and
+    ``|alpha_hat|`` (its moving average) at or below ``threshold``
+    (``by='both'``, what a shrink removes), or ``|alpha_hat|`` alone
+    (``by='alpha_hat'``: what gates a shrink and what the last epoch
+    removes, as in the authors' code).
 
     Raises:
         FloatingPointError: a value is NaN or inf (names block and kernel);
             the caller removes nothing.
     """
+    if by not in ('both', 'alpha_hat'):
+        raise ValueError(f"by must be 'both' or 'alpha_hat', got {by!r}")
     masks = {}
     for key, a in alpha.items():
         ah = alpha_hat[key].to(a.device)
@@ -33,8 +37,17 @@ def dead_masks(alpha: Mapping[Key, torch.Tensor],
             raise FloatingPointError(
                 f'block {key[0]} kernel {key[1]} has a NaN/inf BN gamma '
                 '(importance)')
-        masks[key] = (a.abs() < threshold) & (ah.abs() < threshold)
+        masks[key] = ah.abs() <= threshold
+        if by == 'both':
+            masks[key] &= a.abs() <= threshold
     return masks
+
+
+def mask_cost(masks: Mapping[Key, torch.Tensor],
+              atom_cost: Mapping[Key, float]) -> float:
+    """Total cost of the atoms set in ``masks``."""
+    return float(sum(int(m.sum()) * atom_cost[key]
+                     for key, m in masks.items()))
 
 
 @dataclass
@@ -59,7 +72,8 @@ def plan_removal(spec: ArchSpec, dead: Mapping[Key, torch.Tensor],
                  importance: Mapping[Key, torch.Tensor],
                  atom_cost: Mapping[Key, float], delta: float,
                  divisor: int = 1,
-                 budget: Optional[float] = None) -> Optional[RemovalPlan]:
+                 budget: Optional[float] = None,
+                 gate: Optional[float] = None) -> Optional[RemovalPlan]:
     """Turn dead masks into a removal, or None when it is not worth one.
 
     Rules, in order:
@@ -74,8 +88,9 @@ def plan_removal(spec: ArchSpec, dead: Mapping[Key, torch.Tensor],
        removable atoms go least important first, in groups of ``divisor``
        per kernel, while the removed cost is below ``budget``, so the net
        ends at most one group below the target.
-    4. Nothing is removed when the cost removed would be below ``delta``
-       (or below ``budget``, when that is smaller and positive).
+    4. Nothing is removed when the cost that decides (``gate``, else the
+       cost that would be removed) is below ``delta`` (or below
+       ``budget``, when that is smaller and positive).
 
     Args:
         spec: The net's current spec.
@@ -85,6 +100,9 @@ def plan_removal(spec: ArchSpec, dead: Mapping[Key, torch.Tensor],
         delta: Least cost worth a removal.
         divisor: Channel divisor (1: any count).
         budget: Most cost to remove (None: no target).
+        gate: The cost compared with ``delta`` (the authors compare the
+            atoms dead by ``alpha_hat`` alone: :func:`mask_cost`). None:
+            the cost of the atoms removed.
 
     Returns:
         RemovalPlan or None.
@@ -131,7 +149,7 @@ def plan_removal(spec: ArchSpec, dead: Mapping[Key, torch.Tensor],
             return None
     cost = sum(len(idx) * atom_cost[key] for key, idx in removable.items())
     floor = delta if budget is None or budget <= 0 else min(delta, budget)
-    if cost <= 0 or cost < floor:
+    if cost <= 0 or (cost if gate is None else gate) < floor:
         return None
 
     keep: Dict[int, Dict[int, torch.Tensor]] = {}

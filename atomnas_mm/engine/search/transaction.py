@@ -3,40 +3,38 @@ holds per-atom state.
 
 The same function serves a live shrink and the loading of a checkpoint of a
 shrunk net: the backbone, mmengine's EMA copy (and its averaged-parameter
-table), the optimizer's state, the importance tracker and the DDP wrapper
-all follow one plan.
+table), the optimizer's state and the DDP wrapper all follow one plan, and
+whoever keeps per-atom state of its own (the search state) is told.
 """
 from __future__ import annotations
 
-import gc
-from typing import List, Mapping, Optional, Sequence
+from typing import Iterable, List, Mapping, Sequence
 
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 
 from ...models.layers import ParamSlice
-from ...utils.seams import refresh_averaged_model
+from ...utils.seams import refresh_averaged_model, rewrap
 from ..utils import ema_backbone, find_ema_hook, follow_in_optimizer
 
 Plan = Mapping[int, Mapping[int, Sequence[int]]]
 
 
 def reshape_search(runner, backbone, plan: Plan,
-                   tracker=None) -> List[ParamSlice]:
+                   listeners: Iterable = ()) -> List[ParamSlice]:
     """Apply keep-indices to the backbone and to everything that follows it.
 
     Order: backbone (it checks every block's indices before changing any),
     EMA copy, EMA table, optimizer state (any torch optimizer: every state
-    tensor shaped like a parameter is sliced like it), the tracker's
-    ``alpha_hat``, and finally the DDP wrapper is rebuilt around the new
-    parameters. The EMA copy is checked to have the backbone's spec first,
-    so a failure happens before anything changed.
+    tensor shaped like a parameter is sliced like it), each listener's
+    ``after_reshape(plan)``, and finally the DDP wrapper is rebuilt around
+    the new parameters. The EMA copy is checked to have the backbone's
+    spec first, so a failure happens before anything changed.
 
     Args:
         runner: The mmengine Runner.
         backbone: The runner model's AtomNASNet.
         plan: Block -> kernel -> indices to keep (:meth:`AtomNASNet.keep_atoms`).
-        tracker: An :class:`ImportanceTracker` to slice too, or None.
+        listeners: Objects told of the change (the search state).
 
     Returns:
         The parameter records of the backbone's change.
@@ -52,31 +50,17 @@ def reshape_search(runner, backbone, plan: Plan,
         refresh_averaged_model(ema_hook.ema_model)
     if isinstance(runner.optim_wrapper, OptimWrapper):
         follow_in_optimizer(runner.optim_wrapper.optimizer, records)
-    if tracker is not None:
-        tracker.follow(plan)
+    for listener in listeners:
+        listener.after_reshape(plan)
     rewrap(runner)
     return records
 
 
-def rewrap(runner) -> None:
-    """DDP keeps per-parameter buckets: rebuild it around the new
-    parameters (the old wrapper and its hooks go)."""
-    if not is_model_wrapper(runner.model):
-        return
-    module = runner.model.module
-    old = runner.model
-    runner.model = None
-    del old
-    gc.collect()
-    runner.model = runner.wrap_model(runner.cfg.get('model_wrapper_cfg'),
-                                     module)
-
-
-def reshape_to_checkpoint(runner, backbone, spec,
-                          source: str = 'checkpoint') -> Optional[list]:
+def reshape_to_checkpoint(runner, backbone, spec, source: str = 'checkpoint',
+                          listeners: Iterable = ()) -> bool:
     """Before a checkpoint's weights are copied: shrink model, EMA copy and
-    optimizer to the checkpoint's spec (no-op when it already fits)."""
+    optimizer to the checkpoint's spec. Returns whether anything changed."""
     plan = backbone.plan_to(spec, source)
-    if not plan:
-        return None
-    return reshape_search(runner, backbone, plan)
+    if plan:
+        reshape_search(runner, backbone, plan, listeners)
+    return bool(plan)

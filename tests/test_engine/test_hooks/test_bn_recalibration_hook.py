@@ -38,8 +38,11 @@ def test_cumulative_average_over_batches():
 
 def test_hook_recalibrates_for_eval_and_restores_training_stats(
         tmp_path, digits_root, tiny_spec):
+    """An EMA that does not average buffers: the hook keeps the training
+    statistics and puts them back itself."""
     cfg = search_cfg(tmp_path, digits_root, tiny_spec, max_epochs=1,
                      subset=64, interval=1000)
+    cfg.custom_hooks[1].update_buffers = False
     runner = Runner.from_cfg(cfg)
     runner.train()
     bn = runner.model.backbone.blocks[0].branches['k3'].dw_bn
@@ -51,6 +54,31 @@ def test_hook_recalibrates_for_eval_and_restores_training_stats(
     seen['recal'] = bn.running_mean.clone()
     hook.after_val_epoch(runner)
     assert not torch.allclose(seen['recal'], train_stats)
+    assert torch.equal(bn.running_mean, train_stats)
+
+
+def test_with_an_ema_of_buffers_the_swap_restores_training_stats(
+        tmp_path, digits_root, tiny_spec):
+    """The default EMA averages BN statistics too: the EMA hook swaps them
+    in before the recalibration and back after it, in the runner's order
+    (EMA hook first both times)."""
+    from atomnas_mm.engine import EMAHook
+    cfg = search_cfg(tmp_path, digits_root, tiny_spec, max_epochs=1,
+                     subset=64, interval=1000)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    bn = runner.model.backbone.blocks[0].branches['k3'].dw_bn
+    train_stats = bn.running_mean.clone()
+    ema = next(h for h in runner.hooks if isinstance(h, EMAHook))
+    recal = next(h for h in runner.hooks
+                 if isinstance(h, BNRecalibrationHook))
+    assert ema.ema_model.update_buffers
+    ema.before_val_epoch(runner)
+    recal.before_val_epoch(runner)
+    recalibrated = bn.running_mean.clone()
+    ema.after_val_epoch(runner)
+    recal.after_val_epoch(runner)
+    assert not torch.allclose(recalibrated, train_stats)
     assert torch.equal(bn.running_mean, train_stats)
 
 

@@ -49,10 +49,10 @@ def _group_cost(divisor=4):
 def test_reaches_and_holds_the_target(tmp_path, digits_root):
     runner = Runner.from_cfg(budget_cfg(tmp_path, digits_root))
     runner.train()
-    hook, wrapper = _hook(runner), runner.optim_wrapper
+    hook = _hook(runner)
     final = hook.cost
     assert TARGET - _group_cost() <= final <= TARGET
-    assert wrapper.budget.done
+    assert hook.state.budget.done
     # Every spec the search wrote keeps 0 or a multiple of 4 atoms.
     specs = glob.glob(str(tmp_path / 'arch' / 'iter_*.json'))
     assert specs
@@ -83,7 +83,7 @@ def test_resume_keeps_the_divisor_and_the_controller(tmp_path, digits_root):
     Runner.from_cfg(part).train()
     ckpt = str(tmp_path / 'part' / 'epoch_2.pth')
     saved = torch.load(ckpt, weights_only=True)
-    state = saved['optimizer']['atomnas_budget']
+    state = saved['atomnas_search']['budget']  # the hook saves its state
     assert state['target'] == 80_000 and state['last_iter'] is not None
     spec = load_spec(saved['meta']['atomnas_spec'])
     assert spec != load_spec(TINY_SPEC)
@@ -98,9 +98,9 @@ def test_resume_keeps_the_divisor_and_the_controller(tmp_path, digits_root):
     original = hook.before_train
 
     def spy(r):  # the state right after the resume, before training on
-        loaded.update(r.optim_wrapper.budget.state_dict())
-        loaded['spec'] = hook._net(r).arch_spec
         original(r)
+        loaded.update(hook.state.budget.state_dict())
+        loaded['spec'] = hook._net(r).arch_spec
     hook.before_train = spy
     runner.train()
     assert loaded.pop('spec') == spec
