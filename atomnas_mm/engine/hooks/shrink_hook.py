@@ -36,6 +36,7 @@ from ..utils import (ema_backbone, find_backbone, find_ema_hook, find_hook,
                      optimizer_stepped, unwrap)
 
 IMPORTANCE = ('ema', 'own')
+PLAN_CHECKS = 50  # a budget's descent is followed in about as many steps
 GATES = ('alpha_hat', 'both')
 
 
@@ -174,6 +175,10 @@ class DynamicShrinkHook(Hook):
         self._backbone = None
         self._loaded_search: Optional[dict] = None
         self._pending = False  # an epoch-end check waits for a step
+        self._warned_alive = False
+        self._plan_every = 1
+        # An atom removed by rank above this importance was alive.
+        self.alive_level = 0.1
         self._stepped = True  # the last iteration stepped the optimizer
 
     # ------------------------------------------------------------ queries
@@ -283,7 +288,51 @@ class DynamicShrinkHook(Hook):
                     f'round_arch.py SPEC --divisor {self.divisor})')
         if state.budget is not None:
             state.check_schedule()
+            start = state.ramp_steps
+            descent = state.budget.plan_end(start, state.target_step) - start
+            # The plan is followed in about PLAN_CHECKS small steps.
+            self._plan_every = max(1, int(descent // PLAN_CHECKS))
             self._start_budget_log(runner)
+            self._warn_if_short(runner)
+
+    def _warn_if_short(self, runner) -> None:
+        """One line when the planned descent is predictably too short for
+        the penalty: RMSprop moves a gamma by at most about lr / (1 -
+        momentum) per step, so a gamma needs ``1 / that`` steps to fall
+        from 1 to 0; a descent shorter than ``4x`` that removes live atoms
+        by rank (measured on the digits demo)."""
+        state = self.state
+        group = runner.optim_wrapper.param_groups[0]
+        if 'square_avg_init' not in group and 'alpha' not in group:
+            return  # not an RMSprop: its step is not bounded by lr
+        speed = group['lr'] / max(1e-12, 1 - group.get('momentum', 0.0))
+        need = 4.0 / max(speed, 1e-12)
+        start = state.ramp_steps
+        descent = state.budget.plan_end(start, state.target_step) - start
+        if descent < need:
+            k = state.accumulation
+            print_log(
+                f'AtomNAS budget: the planned descent is {descent:.0f} '
+                f'optimizer steps (iter {start * k} to '
+                f'{int(start + descent) * k}), and at lr {group["lr"]:g} a '
+                f'gamma needs about {need / 4:.0f} to fall from 1 to 0 (need '
+                f'{need:.0f}): atoms will go by rank before the penalty '
+                'makes them dead; give the search more steps (a later '
+                'penalty.target_by, more epochs, --auto-scale-lr with '
+                'accumulation)', logger='current', level=30)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        state = self.state
+        if state is None or state.budget is None or not metrics:
+            return
+        cm = state.cost_model
+        shown = ', '.join(f'{k} {v:.2f}' for k, v in metrics.items()
+                          if isinstance(v, (int, float)))
+        print_log(f'AtomNAS budget: validation at iter {runner.iter} with '
+                  f'the net at {cm.format(state.cost)} (plan '
+                  f'{cm.format(state.budget.plan(state.step + 1, state.ramp_steps, state.target_step))}'
+                  f', target {cm.format(state.budget.target)}): {shown}',
+                  logger='current')
 
     def _start_budget_log(self, runner) -> None:
         state = self.state
@@ -325,10 +374,11 @@ class DynamicShrinkHook(Hook):
             self.shrink(runner)
         elif not self.by_epoch and (state.step + 1) % self.interval == 0:
             self.shrink(runner)
-        if state.budget is not None and \
-                not state.budget.reached(state.cost) and \
-                state.step + 1 >= state.target_step:
-            self.force_to_target(runner)
+        if state.budget is not None and not state.budget.done:
+            if state.step + 1 >= state.target_step:
+                self.remove_ranked(runner, state.budget.target, 'target_by')
+            elif (state.step + 1) % self._plan_every == 0:
+                self.remove_ranked(runner, state.planned_cost(), 'the plan')
 
     def _log_costs(self, runner) -> None:
         state = self.state
@@ -462,6 +512,8 @@ class DynamicShrinkHook(Hook):
         self._apply(runner, removal,
                     f'AtomNAS {what} after {where}iter {done_iters}: '
                     f'removed {removal.atoms} atoms', done_iters)
+        if state.budget is not None:
+            state.budget.record(state.step + 1, state.cost, removal.cost)
         return True
 
     def _apply(self, runner, removal, what: str,
@@ -490,19 +542,22 @@ class DynamicShrinkHook(Hook):
         self._write_spec(runner, f'iter_{done_iters}.json')
 
     @torch.no_grad()
-    def force_to_target(self, runner) -> bool:
-        """At ``target_by`` with the net still above the target: remove the
-        least important atoms (``max(|alpha|, |alpha_hat|)``, the quantity
-        the dead rule thresholds) down to the target, with the divisor and
-        the keep-one rule. Not function-preserving when an atom above the
-        threshold goes; the rest of training fine-tunes. Returns whether
-        anything was removed."""
+    def remove_ranked(self, runner, down_to: float, why: str,
+                      done_iters: Optional[int] = None) -> bool:
+        """With the net above ``down_to`` (the plan's cost now, or the
+        target at ``target_by``): remove the least important atoms
+        (``max(|alpha|, |alpha_hat|)``, the quantity the dead rule
+        thresholds) down to it, with the divisor and the keep-one rule.
+        Not function-preserving when an atom above the threshold goes:
+        logged, and warned of once (the penalty has not caught up with the
+        plan). Returns whether anything was removed."""
         state = self.state
         budget, cm = state.budget, state.cost_model
         backbone = self._net(runner)
         removed_any = False
         for _ in range(8):  # latency costs are marginal: re-plan if short
-            if budget.reached(state.cost):
+            excess = state.cost - max(down_to, budget.target)
+            if excess <= 0:
                 break
             spec = backbone.arch_spec
             alpha, alpha_hat = self.importances(runner)
@@ -511,8 +566,7 @@ class DynamicShrinkHook(Hook):
             every = {key: torch.ones(len(v), dtype=torch.bool)
                      for key, v in strength.items()}
             removal = plan_removal(spec, every, strength, cm.atom_costs(spec),
-                                   0.0, self.divisor,
-                                   budget.remaining(state.cost))
+                                   0.0, self.divisor, excess)
             if removal is None:
                 break
             top = 0.0  # the strongest atom removed
@@ -524,15 +578,28 @@ class DynamicShrinkHook(Hook):
                     gone[idx.to(st.device)] = False
                     if gone.any():
                         top = max(top, float(st[gone].max()))
+            if done_iters is None:
+                done_iters = runner.iter + 1
             self._apply(runner, removal,
-                        f'AtomNAS budget: target not reached by iter '
-                        f'{runner.iter + 1} (target_by); removed the '
-                        f'{removal.atoms} least important atoms (largest '
-                        f'max(|alpha|, |alpha_hat|) removed {top:.3g}, '
-                        f'threshold {self.threshold:g}: not '
-                        'function-preserving), fine-tuning from here')
+                        f'AtomNAS budget: {why} at iter {done_iters} asks '
+                        f'for {cm.format(max(down_to, budget.target))}; '
+                        f'removed the {removal.atoms} least important atoms '
+                        f'(largest max(|alpha|, |alpha_hat|) {top:.3g}, '
+                        f'threshold {self.threshold:g})', done_iters)
+            budget.record(state.step + 1, state.cost, removal.cost,
+                          ranked=True, strongest=top)
             removed_any = True
-        if not budget.reached(state.cost):
+            if top > self.alive_level and not self._warned_alive:
+                self._warned_alive = True
+                print_log(
+                    f'AtomNAS budget: {why} removed atoms still alive '
+                    f'(importance up to {top:.3g}, threshold '
+                    f'{self.threshold:g}): the penalty has not made them '
+                    'dead in time, so the net loses function here; give '
+                    'the search more steps (a later penalty.target_by, more '
+                    'epochs, --auto-scale-lr with accumulation) or a larger '
+                    'penalty.weight', logger='current', level=30)
+        if why == 'target_by' and not budget.reached(state.cost):
             print_log(f'AtomNAS budget: could not reach the target '
                       f'{cm.format(budget.target)}; the net stays at '
                       f'{cm.format(state.cost)}', logger='current', level=30)
@@ -614,7 +681,8 @@ class DynamicShrinkHook(Hook):
             cm = state.cost_model
             target = (f', {cm.format(state.cost)} against a target of '
                       f'{cm.format(state.budget.target)} '
-                      f'({100 * state.budget.gap(state.cost):+.2f}%)')
+                      f'({100 * state.budget.gap(state.cost):+.2f}%; '
+                      f'{state.budget.summary()})')
         print_log(f'AtomNAS: searched net {state.macs / 1e6:.2f}M MACs (from '
                   f'{state.initial_macs / 1e6:.2f}M){target}; spec '
                   f'{osp.join(runner.work_dir, "searched_arch.json")}, '

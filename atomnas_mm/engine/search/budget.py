@@ -1,33 +1,31 @@
-"""Search to a budget: the target, and the controller that drives lambda
-toward it. Pure Python (no torch, no runner), so the control law is tested
-on a hand-driven simulation.
+"""Search to a budget: the target, and the plan that takes the net there.
 
-The control law (one place, :meth:`BudgetController.scale`):
+Pure Python (no torch, no runner), so the plan is tested by hand.
 
-* ``plan(t)``: the cost the net should have at iteration ``t``: the
-  supernet's cost until the end of the lambda ramp, then a geometric
-  descent (straight in log cost) that reaches the target ``lead`` of the
-  descent before ``by`` (``target_by`` of training), then the target. The
-  lead leaves the removal, which follows the penalty only once the
-  importance average has decayed, time to catch up by ``by``.
-* ``e = log(live / plan(t))``: how far behind the plan the net is (> 0:
-  too big). ``live`` is the cost of the atoms the penalty has not yet
-  pushed under the shrink threshold: the removal that follows lags it by
-  the importance average, and a controller that waited for it would wind
-  up.
-* ``log s += ki * e * dt / H`` (``H``: iterations of the planned descent),
-  clamped; lambda multiplier ``exp(log s + kp * e)``, clamped.
-* Anti-windup: ``log s`` does not grow while the live cost already falls at
-  least as fast as the plan does (a smoothed slope of ``log live``). Gammas
-  take many iterations to travel to the threshold whatever lambda is (the
-  optimizer bounds their step), so a controller that kept integrating
-  through that dead time would end with lambda orders of magnitude too
-  large and crush the atoms that should survive.
-* Once the net's cost is at or below the target, the multiplier is 0 for
-  good: atoms never come back, removal is capped at the target anyway, so
-  more penalty would only shrink gammas of atoms that may no longer go,
-  regularising the final net for nothing; the rest of training fine-tunes
-  the net at its final size.
+The search keeps the paper's lambda (``weight``, ramped) and follows a
+planned descent of the net's cost instead of driving lambda:
+
+* ``plan(t)``: the supernet's cost until the lambda ramp ends, then a
+  descent that reaches the target ``lead`` of the way before ``by``
+  (``target_by`` of training) and holds it. Linear in cost by default;
+  ``shape='cubic'`` removes more early (Zhu and Gupta's gradual pruning).
+* At every shrink check the dead atoms go first (function-preserving);
+  if the net is still above ``plan(t)``, the least important atoms go
+  down to it (``max(|alpha|, |alpha_hat|)`` first, in groups of the
+  channel divisor). A step of the plan is small, so the net adapts as it
+  would to gradual pruning, and lambda meanwhile pushes the unimportant
+  atoms to the threshold, so that what goes by rank is mostly nearly dead.
+* Once the net's cost is at or below the target, lambda is 0 for good:
+  atoms never come back and removal stops at the target, so more penalty
+  would only shrink gammas of atoms that may no longer go. The rest of
+  training trains the final net.
+
+An earlier version drove lambda with a feedback controller on the atoms
+above the threshold. Gammas need many steps to reach the threshold
+whatever lambda is, so the controller wound lambda up (200x in the digits
+demo), every gamma fell together and the net's function collapsed before
+any atom was removed; on short schedules the one-pass net never
+recovered. This plan bounds how fast the net shrinks instead.
 """
 from __future__ import annotations
 
@@ -35,6 +33,7 @@ import math
 from typing import Mapping, Optional
 
 TARGET_KEYS = ('macs', 'params', 'latency')
+SHAPES = ('linear', 'cubic')
 
 
 class BudgetError(ValueError):
@@ -65,63 +64,64 @@ def parse_target(target, field: str = 'penalty.target'):
     return key, float(value)
 
 
-class BudgetController:
-    """Scales lambda so that the net's cost follows a planned descent to
-    ``target`` (see the module docstring).
+class BudgetPlan:
+    """The planned descent to ``target`` and what the search did of it.
 
-    Its state (``log_scale``, ``last_iter``, ``done``) is a function of the
-    iteration and of costs computed from the spec and the parameters, so
-    it is identical on every rank; it is saved with the optimizer wrapper
-    (resume).
+    Its state is a function of the steps and of costs counted from the
+    spec, identical on every rank; the search state saves it (resume).
 
     Args:
         target: The cost to reach (the cost model's unit).
         initial: The supernet's cost.
-        kp: Proportional gain on the log gap.
-        ki: Integral gain: a gap of ``e`` held over the whole descent
-            multiplies the scale by ``exp(ki * e)``.
         lead: Fraction of the descent (ramp end to ``by``) by which the plan
-            reaches the target early.
-        scale_range: Clamp of the multiplier (and of its integral part).
+            reaches the target early, so that a check or two remain.
+        shape: ``'linear'`` or ``'cubic'`` (see the module docstring).
+
+    Attributes:
+        done: The target was reached (lambda is 0 from then on).
+        reached_step: The optimizer step it was reached at.
+        removed_dead / removed_ranked: Cost removed as dead atoms and by
+            rank (the plan and ``target_by``).
+        ranked_max: The largest importance an atom removed by rank had.
     """
 
-    def __init__(self, target: float, initial: float, kp: float = 2.0,
-                 ki: float = 20.0, lead: float = 0.2,
-                 scale_range=(1e-2, 1e3)) -> None:
+    def __init__(self, target: float, initial: float, lead: float = 0.2,
+                 shape: str = 'linear') -> None:
         if not 0 < target < initial:
             raise BudgetError(f'target {target:g} must be below the '
                               f'supernet\'s cost {initial:g}')
-        lo, hi = scale_range
-        if not 0 < lo <= 1 <= hi:
-            raise BudgetError('penalty.controller.scale_range: needs '
-                              f'0 < low <= 1 <= high, got {scale_range!r}')
+        if not 0 <= lead < 1:
+            raise BudgetError(f'penalty.plan.lead: must be in [0, 1), got '
+                              f'{lead!r}')
+        if shape not in SHAPES:
+            raise BudgetError(f'penalty.plan.shape: one of {SHAPES}, got '
+                              f'{shape!r}')
         self.target = float(target)
         self.initial = float(initial)
-        if not 0 <= lead < 1:
-            raise BudgetError(f'penalty.controller.lead: must be in [0, 1), '
-                              f'got {lead!r}')
-        self.kp, self.ki, self.lead = float(kp), float(ki), float(lead)
-        self.log_lo, self.log_hi = math.log(lo), math.log(hi)
-        self.log_scale = 0.0
-        self.last_iter: Optional[int] = None
+        self.lead = float(lead)
+        self.shape = shape
         self.done = False
-        self.last_live: Optional[float] = None
-        self.slope = 0.0  # smoothed d log(live) / d iteration
+        self.reached_step: Optional[int] = None
+        self.removed_dead = 0.0
+        self.removed_ranked = 0.0
+        self.ranked_max = 0.0
 
     # ------------------------------------------------------------ plan
-    def plan_end(self, ramp: int, by: int) -> float:
-        """Iteration at which the plan reaches the target."""
-        return ramp + (1.0 - self.lead) * (by - ramp)
+    def plan_end(self, start: int, by: int) -> float:
+        """Step at which the plan reaches the target."""
+        return start + (1.0 - self.lead) * (by - start)
 
-    def plan(self, it: int, ramp: int, by: int) -> float:
-        """The planned cost at iteration ``it``."""
-        end = self.plan_end(ramp, by)
-        if it <= ramp:
+    def plan(self, step: int, start: int, by: int) -> float:
+        """The planned cost after ``step`` optimizer steps."""
+        end = self.plan_end(start, by)
+        if step <= start:
             return self.initial
-        if it >= end:
+        if step >= end:
             return self.target
-        frac = (it - ramp) / max(end - ramp, 1)
-        return self.initial * (self.target / self.initial) ** frac
+        left = 1.0 - (step - start) / max(end - start, 1e-9)
+        if self.shape == 'cubic':
+            left = left ** 3
+        return self.target + (self.initial - self.target) * left
 
     def reached(self, cost: float) -> bool:
         return cost <= self.target
@@ -134,48 +134,41 @@ class BudgetController:
         """cost / target - 1 (logged as ``cost_gap``)."""
         return cost / self.target - 1.0
 
-    # ------------------------------------------------------------ law
-    def scale(self, it: int, ramp: int, by: int, live: float,
-              cost: float) -> float:
-        """The lambda multiplier at iteration ``it``; advances the state.
-
-        Args:
-            it: Iteration (0-based).
-            ramp: Iterations of the lambda ramp (no adaptation during it).
-            by: Iteration at which the target is due.
-            live: Cost of the atoms above the shrink threshold.
-            cost: The net's cost now.
-        """
-        if self.done or self.reached(cost):
+    # ------------------------------------------------------------ record
+    def record(self, step: int, cost: float, removed: float = 0.0,
+               ranked: bool = False, strongest: float = 0.0) -> None:
+        """Book a removal (of ``removed`` cost, dead or by rank) and the
+        net's cost after it."""
+        if ranked:
+            self.removed_ranked += removed
+            self.ranked_max = max(self.ranked_max, strongest)
+        else:
+            self.removed_dead += removed
+        if self.reached(cost) and not self.done:
             self.done = True
-            return 0.0
-        if it < ramp:
-            self.last_iter = it
-            return math.exp(self.log_scale)
-        live = max(live, 1e-12)
-        e = math.log(live / self.plan(it, ramp, by))
-        dt = 1 if self.last_iter is None else max(0, it - self.last_iter)
-        self.last_iter = it
-        horizon = max(self.plan_end(ramp, by) - ramp, 1.0)
-        if self.last_live is not None and dt:
-            step = (math.log(live) - math.log(self.last_live)) / dt
-            self.slope = 0.9 * self.slope + 0.1 * step
-        self.last_live = live
-        grow = self.ki * e * dt / horizon
-        plan_slope = math.log(self.target / self.initial) / horizon
-        if grow > 0 and self.slope <= plan_slope:
-            grow = 0.0  # already falling as fast as planned: no windup
-        self.log_scale = min(self.log_hi, max(self.log_lo,
-                                              self.log_scale + grow))
-        return math.exp(min(self.log_hi, max(
-            self.log_lo, self.log_scale + self.kp * e)))
+            self.reached_step = step
+
+    def summary(self) -> str:
+        """How the target was reached, for the final log line."""
+        total = self.removed_dead + self.removed_ranked
+        if not total:
+            return 'nothing removed'
+        share = 100 * self.removed_ranked / total
+        how = 'by dead atoms' if share == 0 else \
+            f'{100 - share:.0f}% of the removed cost by dead atoms, ' \
+            f'{share:.0f}% by rank (largest importance removed ' \
+            f'{self.ranked_max:.3g})'
+        when = f' at step {self.reached_step}' if self.done else \
+            ' (not reached)'
+        return f'target {"reached" if self.done else "missed"}{when}: {how}'
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        return dict(log_scale=self.log_scale, last_iter=self.last_iter,
-                    done=self.done, last_live=self.last_live,
-                    slope=self.slope, target=self.target,
-                    initial=self.initial)
+        return dict(target=self.target, initial=self.initial,
+                    done=self.done, reached_step=self.reached_step,
+                    removed_dead=self.removed_dead,
+                    removed_ranked=self.removed_ranked,
+                    ranked_max=self.ranked_max)
 
     def load_state_dict(self, state: Mapping) -> None:
         if state.get('target') not in (None, self.target):
@@ -183,8 +176,8 @@ class BudgetController:
                 f'penalty.target: the checkpoint was searched for a target '
                 f'of {state["target"]:g}, this config asks for '
                 f'{self.target:g}; resume with the same target')
-        self.log_scale = float(state['log_scale'])
-        self.last_iter = state['last_iter']
-        self.done = bool(state['done'])
-        self.last_live = state.get('last_live')
-        self.slope = float(state.get('slope', 0.0))
+        self.done = bool(state.get('done', False))
+        self.reached_step = state.get('reached_step')
+        self.removed_dead = float(state.get('removed_dead', 0.0))
+        self.removed_ranked = float(state.get('removed_ranked', 0.0))
+        self.ranked_max = float(state.get('ranked_max', 0.0))

@@ -3,7 +3,7 @@
 :class:`SearchState` holds everything the search knows between steps: the
 cost model and the penalty's per-atom weights, the schedule in optimizer
 steps, lambda, the importance average (``alpha_hat``), the shrink
-threshold, a budget's controller, and the net's current cost. The
+threshold, a budget's plan, and the net's current cost. The
 :class:`~atomnas_mm.engine.hooks.DynamicShrinkHook` builds it in
 ``before_run``, advances it every iteration, tells it of every shape change
 (:meth:`after_reshape`, called by the shrink transaction) and checkpoints
@@ -16,21 +16,19 @@ set them (:func:`parse_penalty` validates them when the wrapper is built).
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional
 
 import torch
-from mmengine.dist import broadcast, get_world_size
-
 from ...models.arch.cost_model import MEASURE_OF, CostModel, build_cost_model
 from ...models.arch.spec import Key
-from .budget import BudgetController, BudgetError, parse_target
+from .budget import BudgetError, BudgetPlan, parse_target
 
 #: The options of ``optim_wrapper.penalty`` and their defaults.
 PENALTY_DEFAULTS = dict(
     weight=0.0, ramp_epochs=0, ramp_iters=None, cost=None,
     equal_penalty=False, lut=None, batch=1, input_size=224, num_classes=None,
-    target=None, target_by=0.5, controller=None)
-CONTROLLER_KEYS = ('kp', 'ki', 'lead', 'scale_range')
+    target=None, target_by=0.5, plan=None)
+PLAN_KEYS = ('lead', 'shape')
 
 
 def parse_penalty(penalty: Optional[Mapping]) -> dict:
@@ -43,11 +41,18 @@ def parse_penalty(penalty: Optional[Mapping]) -> dict:
     MACs), ``equal_penalty`` (alias of ``cost='equal'``), ``lut``,
     ``batch``, ``input_size``, ``num_classes`` (default: the model head's),
     ``target`` (``dict(macs=...)``, ``params`` or ``latency`` in ms),
-    ``target_by`` (fraction of training) and ``controller``.
+    ``target_by`` (fraction of training) and ``plan``
+    (``dict(lead=0.2, shape='linear')`` of :class:`BudgetPlan`).
 
     Raises:
         ValueError / BudgetError: one line naming the option and the fix.
     """
+    if 'controller' in (penalty or {}):
+        raise BudgetError(
+            'penalty.controller: a budget no longer scales lambda (it '
+            'follows a planned descent with lambda = weight, see the budget '
+            'guide); remove controller (the plan takes penalty.plan=dict('
+            'lead=..., shape=...))')
     unknown = set(penalty or {}) - set(PENALTY_DEFAULTS)
     if unknown:
         raise ValueError(f'penalty: unknown option {sorted(unknown)[0]!r} '
@@ -79,18 +84,17 @@ def parse_penalty(penalty: Optional[Mapping]) -> dict:
     if target:
         if cfg['weight'] <= 0:
             raise BudgetError('penalty.weight: must be > 0 with a target '
-                              '(it is the starting lambda the controller '
-                              'scales)')
+                              '(the penalty makes the atoms to remove '
+                              'dead)')
         by = cfg['target_by']
         if isinstance(by, bool) or not isinstance(by, (int, float)) or \
                 not 0 < by <= 1:
             raise BudgetError(f'penalty.target_by: a fraction of training '
                               f'in (0, 1], got {by!r}')
-    bad = set(cfg['controller'] or {}) - set(CONTROLLER_KEYS)
+    bad = set(cfg['plan'] or {}) - set(PLAN_KEYS)
     if bad:
-        raise BudgetError(f'penalty.controller: unknown option '
-                          f'{sorted(bad)[0]!r} (options: '
-                          f'{", ".join(CONTROLLER_KEYS)})')
+        raise BudgetError(f'penalty.plan: unknown option {sorted(bad)[0]!r} '
+                          f'(options: {", ".join(PLAN_KEYS)})')
     cfg['cost'] = cost
     cfg['target'] = target
     return cfg
@@ -111,7 +115,7 @@ class SearchState:
 
     Attributes:
         cost_model: The search's one measure of nets and atoms.
-        budget: The target's controller, or None.
+        budget: The target's :class:`BudgetPlan`, or None.
         step: Optimizer steps done (what lambda's schedule counts).
         cost: The net's cost now (the cost model's unit); ``macs`` in MACs.
         initial_macs: The supernet's MACs.
@@ -137,17 +141,16 @@ class SearchState:
                     for k, n in b.kernels.items())
         self._norm = 1.0 if penalty['cost'] == 'equal' else \
             total / (spec.num_atoms + 1e-5) or 1.0
-        self.budget: Optional[BudgetController] = \
+        self.budget: Optional[BudgetPlan] = \
             self._start_budget(spec) if penalty['target'] else None
         self.steps_per_epoch = self.max_steps = 1
         self.accumulation = 1
         self.step = 0
-        self._lam: Optional[Tuple[int, float]] = None
         self.initial_macs = self.cost_model.macs(spec)
         self._refresh(spec)
 
     # ------------------------------------------------------------ set-up
-    def _start_budget(self, spec) -> BudgetController:
+    def _start_budget(self, spec) -> BudgetPlan:
         cm = self.cost_model
         key, value = self.cfg['target']
         initial = cm.total(spec)
@@ -162,8 +165,7 @@ class SearchState:
                 f'penalty.target.{key}: {cm.format(value)} is below what '
                 f'the fixed parts (stem, first block, head, classifier) '
                 f'cost, {cm.format(fixed)}: no search can reach it')
-        return BudgetController(value, initial,
-                                **dict(self.cfg['controller'] or {}))
+        return BudgetPlan(value, initial, **dict(self.cfg['plan'] or {}))
 
     def set_schedule(self, max_iters: int, max_epochs: Optional[int],
                      accumulation: int = 1) -> None:
@@ -231,20 +233,19 @@ class SearchState:
         return self.weights[(block, kernel)]
 
     def lam(self) -> float:
-        """lambda for this optimizer step; computed once per step (every
-        micro-batch of an accumulated step sees the same, as k processes
-        would) and the only place it is computed: ``weight * ramp`` and,
-        with a target, the controller's multiplier (0 once the target is
-        reached)."""
-        if self._lam is not None and self._lam[0] == self.step:
-            return self._lam[1]
+        """lambda for this optimizer step, the one place it is computed:
+        ``weight`` ramped linearly over ``ramp_steps`` (the same for every
+        micro-batch of an accumulated step), and 0 for good once a target
+        is reached."""
+        if self.budget is not None and self.budget.done:
+            return 0.0
         w, ramp = self.cfg['weight'], self.ramp_steps
-        lam = w if ramp <= 0 else w * min(1.0, self.step / ramp)
-        if self.budget is not None:
-            lam *= self.budget.scale(self.step, ramp, self.target_step,
-                                     self.live_cost(), self.cost)
-        self._lam = (self.step, lam)
-        return lam
+        return w if ramp <= 0 else w * min(1.0, self.step / ramp)
+
+    def planned_cost(self) -> float:
+        """With a target: the cost the plan allows after this step."""
+        return self.budget.plan(self.step + 1, self.ramp_steps,
+                                self.target_step)
 
     def penalty(self) -> torch.Tensor:
         """``sum_i c_i |alpha_i|`` over the live atoms (differentiable)."""
@@ -252,20 +253,6 @@ class SearchState:
                  for i, block in enumerate(self.backbone.blocks)
                  for k, bn in block.importance_bns().items()]
         return torch.stack(terms).sum() if terms else torch.zeros(())
-
-    @torch.no_grad()
-    def live_cost(self) -> float:
-        """The net's cost without the atoms whose |gamma| is at or below
-        the threshold: where it is heading. Rank 0's value on every rank."""
-        counts = {(i, k): int((bn.weight.abs() > self.threshold).sum())
-                  for i, block in enumerate(self.backbone.blocks)
-                  for k, bn in block.importance_bns().items()}
-        value = self.cost_model.total_with(self.backbone.arch_spec, counts)
-        if get_world_size() > 1:
-            t = torch.tensor([value], dtype=torch.float64)
-            broadcast(t, 0)
-            value = float(t.item())
-        return value
 
     # ------------------------------------------------------------ changes
     def after_reshape(self, plan: Mapping[int, Mapping[int, torch.Tensor]]
@@ -287,7 +274,6 @@ class SearchState:
             self.initial_macs = state['initial_macs']
         if self.budget is not None and state.get('budget') is not None:
             self.budget.load_state_dict(state['budget'])
-        self._lam = None
         self._refresh(self.backbone.arch_spec)
 
     def __repr__(self) -> str:

@@ -76,7 +76,7 @@ def test_reaches_and_holds_the_target(tmp_path, digits_root):
     assert budget['target_iter'] == 12 and budget['unit'] == 'MACs'
 
 
-def test_resume_keeps_the_divisor_and_the_controller(tmp_path, digits_root):
+def test_resume_keeps_the_divisor_and_the_plan(tmp_path, digits_root):
     part = budget_cfg(tmp_path / 'part', digits_root, max_epochs=2,
                       target=80_000, target_by=0.9)
     part.train_cfg.max_epochs = 2
@@ -84,7 +84,8 @@ def test_resume_keeps_the_divisor_and_the_controller(tmp_path, digits_root):
     ckpt = str(tmp_path / 'part' / 'epoch_2.pth')
     saved = torch.load(ckpt, weights_only=True)
     state = saved['atomnas_search']['budget']  # the hook saves its state
-    assert state['target'] == 80_000 and state['last_iter'] is not None
+    assert state['target'] == 80_000
+    assert state['removed_dead'] + state['removed_ranked'] > 0  # booked
     spec = load_spec(saved['meta']['atomnas_spec'])
     assert spec != load_spec(TINY_SPEC)
     assert first_not_divisible(spec, 4) is None
@@ -180,3 +181,28 @@ def test_bad_divisor_and_hook_settings(tmp_path, digits_root):
     cfg.optim_wrapper.penalty.target = dict(latency=5.0)
     cfg.custom_hooks[0].delta = 1e4
     _refused(cfg, r'delta=10000 is in ms')
+
+
+def test_a_short_schedule_is_said_at_start_and_when_it_happens(
+        tmp_path, digits_root):
+    """RMSprop at a small lr cannot make the atoms dead within the descent:
+    one warning at the start with the measured numbers, one when atoms
+    still alive go by rank; validations say where the net is; the final
+    line says how the target was reached."""
+    cfg = budget_cfg(tmp_path, digits_root, max_epochs=2)
+    cfg.optim_wrapper.optimizer = dict(type='atomnas_mm.AtomNASRMSprop',
+                                       lr=1e-3, momentum=0.9)
+    cfg.train_cfg.val_interval = 1
+    Runner.from_cfg(cfg).train()
+    log = open(next(tmp_path.glob('*/*.log'))).read()
+    start = [line for line in log.splitlines()
+             if 'the planned descent is' in line]
+    assert len(start) == 1
+    assert 'at lr 0.001 a gamma needs about 100 to fall from 1 to 0' in \
+        start[0] and 'a later penalty.target_by' in start[0]
+    assert log.count('removed atoms still alive') == 1
+    assert 'AtomNAS budget: validation at iter 4 with the net at' in log
+    assert 'accuracy/top1' in log.split('validation at iter 4')[1][:300]
+    summary = next(line for line in log.splitlines()
+                   if 'AtomNAS: searched net' in line)
+    assert 'target reached at step' in summary and 'by rank' in summary

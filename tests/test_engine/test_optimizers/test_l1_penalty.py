@@ -227,10 +227,11 @@ def test_amp_wrapper_adds_the_penalty_before_loss_scaling(tiny_spec,
         assert torch.allclose(plain, amp_step, atol=1e-6, rtol=1e-4)
 
 
-def test_budget_controller_advances_once_per_optimizer_step(tiny_spec):
-    """Under accumulation k, lambda (and the controller behind it) is
-    computed once per optimizer step and held for the step's micro-batches:
-    k micro-batches see what one GPU of k would."""
+def test_lambda_is_held_per_step_and_zero_once_the_target_is_reached(
+        tiny_spec):
+    """Under accumulation k, lambda is computed per optimizer step and held
+    for the step's micro-batches (k micro-batches see what one GPU of k
+    would); with a target it is 0 for good once the target is reached."""
     model = _classifier(tiny_spec)
     cm = _wrapper(model, weight=0.01).search.cost_model
     spec = load_spec(tiny_spec)
@@ -240,21 +241,12 @@ def test_budget_controller_advances_once_per_optimizer_step(tiny_spec):
                penalty=dict(weight=0.01, input_size=32, ramp_iters=8,
                             target=dict(macs=target), target_by=0.5))
     wrapper = _bind(_build(model, cfg), model)
-    wrapper.initialize_count_status(model, 0, 40)
-    calls = []
-    real_scale = wrapper.search.budget.scale
-
-    def counted(step, ramp, by, live, cost):
-        calls.append((step, ramp, by))
-        return real_scale(step, ramp, by, live, cost)
-
-    wrapper.search.budget.scale = counted
+    state = wrapper.search
     lams = []
-    for it in range(12):
+    for it in range(16):
         _set_progress(wrapper, it, max_iters=40, max_epochs=1, k=4)
-        lams.append(wrapper.search.lam())
-    # Steps 0, 1, 2; ramp 8 iterations = 2 steps; target by iter 20 = step 5.
-    assert calls == [(0, 2, 5), (1, 2, 5), (2, 2, 5)]
-    assert lams[0:4] == [0.0] * 4
-    assert len(set(lams[4:8])) == 1 and lams[4] == pytest.approx(0.005)
-    assert len(set(lams[8:12])) == 1
+        lams.append(state.lam())
+    # Ramp of 8 iterations = 2 optimizer steps: 0, 0.005, then 0.01.
+    assert lams == [0.0] * 4 + [0.005] * 4 + [0.01] * 8
+    state.budget.record(step=4, cost=target, removed=1.0)
+    assert state.budget.done and state.lam() == 0.0
