@@ -202,3 +202,61 @@ def checkpoint_spec_or_none(ckpt: Mapping, path: str = 'checkpoint'
         return load_spec(raw)
     except SpecError as e:
         raise CheckpointError(f'{path}: meta.{SPEC_META_KEY}: {e}') from None
+
+
+def spec_of_weights(state: Mapping[str, Any], prefix: str, spec: ArchSpec,
+                    own: Mapping[str, torch.Tensor]) -> ArchSpec:
+    """The structure of a bare state dict (no spec saved with it), for a
+    net of ``spec`` whose own state dict is ``own``: a kernel takes the
+    weights' atom count only when every one of its keys is present under
+    ``prefix`` and agrees; a kernel or block whose keys are absent keeps
+    its count (its keys are then reported missing by the load, never
+    dropped or made the identity).
+
+    Raises:
+        SpecError: the weights hold more atoms of a kernel than ``spec``
+            (another architecture: build the net from its spec).
+    """
+    import copy
+    found = kernels_in_weights(
+        {k: v for k, v in state.items() if k.startswith(prefix)
+         and k[len(prefix):].startswith('blocks.')}).get(prefix, {})
+    for i, kernels in found.items():
+        have = spec.blocks[i].kernels if i < len(spec.blocks) else {}
+        for k, n in kernels.items():
+            if n > have.get(k, 0):
+                raise SpecError(
+                    f'state dict: blocks[{i}].kernels.{k}: the weights have '
+                    f'{n} atoms, this net {have.get(k, 0)} (another '
+                    'architecture: build the net from its spec)')
+    out = copy.deepcopy(spec)
+    for i, b in enumerate(out.blocks):
+        for k, n in list(b.kernels.items()):
+            saved = _complete_kernel_size(state, own, f'{prefix}blocks.{i}.'
+                                          f'branches.k{k}.', f'blocks.{i}.'
+                                          f'branches.k{k}.')
+            if saved is not None and saved < n:
+                b.kernels[k] = saved
+    return out
+
+
+def _complete_kernel_size(state: Mapping, own: Mapping, prefix: str,
+                          own_prefix: str) -> Optional[int]:
+    """Atoms of one kernel's branch as saved in ``state``, or None when any
+    of its keys is absent or their sizes disagree."""
+    n = None
+    names = [k[len(own_prefix):] for k in own if k.startswith(own_prefix)]
+    if not names:
+        return None
+    for name in names:
+        saved = state.get(prefix + name)
+        if saved is None:
+            return None
+        if own[own_prefix + name].dim() == 0:
+            continue  # num_batches_tracked
+        dim = 1 if name == 'project_conv.weight' else 0
+        size = saved.shape[dim] if saved.dim() > dim else None
+        if size is None or (n is not None and size != n):
+            return None
+        n = size
+    return n

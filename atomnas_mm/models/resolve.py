@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
 from .arch.spec import ArchSpec, SpecError, SpecLike, load_spec
-from .checkpoint import spec_from_checkpoint
+from .checkpoint import (checkpoint_spec_or_none, load_checkpoint_file,
+                         spec_from_checkpoint)
 
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.ckpt', '.bin')
 
@@ -76,12 +77,56 @@ def resolve_spec(source: SpecLike) -> ArchSpec:
 
 
 def pretrained_checkpoint(init_cfg: Any) -> Optional[str]:
-    """The checkpoint of a ``Pretrained`` entry of an ``init_cfg``."""
+    """The checkpoint of the *last* ``Pretrained`` entry of an
+    ``init_cfg``: mmengine applies the entries in order, so the last file
+    is the one whose weights the net ends with (and whose spec it must be
+    built to)."""
     cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    found = None
     for c in cfgs:
         if isinstance(c, Mapping) and c.get('type') == 'Pretrained':
-            return c.get('checkpoint')
-    return None
+            found = c.get('checkpoint')
+    return found
+
+
+def backbone_spec(arch: Any, init_cfg: Any = None) -> ResolvedArch:
+    """The spec an :class:`AtomNASNet` is built to: the one rule for
+    ``arch`` and ``init_cfg`` together.
+
+    ``arch`` is anything :func:`resolve_arch` takes. When the last
+    ``Pretrained`` entry of ``init_cfg`` names a checkpoint that carries a
+    spec, the net is built to that spec, so its weights fit without
+    replacing parameters while mmengine initialises: ``arch=None`` takes it
+    as it is; an ``arch`` of which it is a sub-net (the supernet it was
+    searched from) is narrowed to it; any other ``arch`` is refused. Only
+    the checkpoint's ``meta`` is read here (memory-mapped), never its
+    weights.
+
+    Raises:
+        SpecError: one line naming the source and the fix.
+    """
+    pretrained = pretrained_checkpoint(init_cfg)
+    if arch is None:
+        if pretrained is None:
+            raise SpecError('AtomNASNet: arch is None, so init_cfg must be '
+                            'Pretrained from a checkpoint that carries a '
+                            'spec')
+        return resolve_arch(pretrained)
+    resolved = resolve_arch(arch)
+    if pretrained is None or pretrained == arch or \
+            not osp.isfile(pretrained):
+        return resolved
+    saved = checkpoint_spec_or_none(load_checkpoint_file(pretrained),
+                                    pretrained)
+    if saved is None or saved == resolved.spec:
+        return resolved
+    try:
+        saved.check_subnet_of(resolved.spec, pretrained,
+                              f'arch {resolved.label}')
+    except SpecError as e:
+        raise SpecError(f'{e}: init_cfg.checkpoint holds another net; set '
+                        'arch=None to build it') from None
+    return ResolvedArch(saved, pretrained)
 
 
 def read_config(path: str):

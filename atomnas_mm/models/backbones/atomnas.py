@@ -14,14 +14,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...registry import MODELS
 from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
 from ..checkpoint import (CheckpointError, check_weights_match_spec,
-                          checkpoint_spec_or_none, kernels_in_weights,
-                          load_checkpoint_file, state_dict_of)
+                          checkpoint_spec_or_none, load_checkpoint_file,
+                          spec_of_weights, state_dict_of)
 from ...utils.seams import adopt_new_params, mark_initialized
 from ..deploy import (DEPLOY_DEFAULTS, FusedFirstBlock, check_layout,
                       fuse_blocks, fuse_conv_bn_act)
 from ..layers import (AtomicBlock, FirstBlock, IdentityBlock, ParamSlice,
                       checkpointed, drop_params, make_act)
-from ..resolve import pretrained_checkpoint, resolve_arch
+from ..resolve import backbone_spec, resolve_arch
 
 MEMORY_FORMATS = {
     'channels_last': torch.channels_last,
@@ -48,7 +48,9 @@ class AtomNASNet(BaseModule):
         arch: The spec: a shipped name (``'supernet'``, ``'atomnas_c'``...),
             a JSON path, a dict, an :class:`ArchSpec`, or a search
             checkpoint (``.pth``, its ``meta['atomnas_spec']``). None takes
-            the spec from the ``Pretrained`` checkpoint of ``init_cfg``.
+            the spec from the last ``Pretrained`` checkpoint of
+            ``init_cfg`` (the one rule: :func:`~atomnas_mm.models.resolve.
+            backbone_spec`).
         out_indices: Stages whose outputs are returned; negative indices
             count from the end. Default: the head only.
         frozen_stages: Stages ``0 .. frozen_stages`` are frozen (eval mode,
@@ -81,7 +83,8 @@ class AtomNASNet(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        spec, source = self._resolve_arch(arch, init_cfg)
+        resolved = backbone_spec(arch, init_cfg)
+        spec, source = resolved.spec, resolved.label
         if act is not None:
             make_act(act)  # validates the name
             spec.activation = act
@@ -137,6 +140,7 @@ class AtomNASNet(BaseModule):
         self._deployed_spec: Optional[ArchSpec] = None
         self.to(memory_format=MEMORY_FORMATS[memory_format])
         self._freeze_stages()
+        self.register_load_state_dict_pre_hook(self._fit_to_weights)
 
     # ----------------------------------------------------------- building
     @staticmethod
@@ -151,38 +155,6 @@ class AtomNASNet(BaseModule):
                                  f'stages (0..{num_stages - 1})')
             result.append(j)
         return result
-
-    @staticmethod
-    def _resolve_arch(arch, init_cfg) -> tuple:
-        """The spec to build, and a name for it in messages.
-
-        ``arch`` is anything :func:`resolve_arch` takes, a search checkpoint
-        included. With a ``Pretrained`` ``init_cfg`` whose checkpoint holds
-        a spec, the net is built to that spec, so that its weights fit
-        without replacing parameters during ``init_weights``: ``arch=None``
-        takes it as it is, and an ``arch`` of which it is a sub-net (the
-        supernet it was searched from) is narrowed to it.
-        """
-        pretrained = pretrained_checkpoint(init_cfg)
-        if arch is None:
-            if pretrained is None:
-                raise SpecError('AtomNASNet: arch is None, so init_cfg must '
-                                'be Pretrained from a search checkpoint')
-            arch = pretrained
-        resolved = resolve_arch(arch)
-        spec, source = resolved.spec, resolved.label
-        if pretrained is not None and pretrained != arch and \
-                osp.isfile(pretrained):
-            saved = checkpoint_spec_or_none(
-                load_checkpoint_file(pretrained), pretrained)
-            if saved is not None and saved != spec:
-                try:
-                    saved.check_subnet_of(spec, pretrained, f'arch {source}')
-                except SpecError as e:
-                    raise SpecError(f'{e}: init_cfg.checkpoint holds another '
-                                    'net; set arch=None to build it') from None
-                spec, source = saved, pretrained
-        return spec, source
 
     @staticmethod
     def channels_of(arch: SpecLike, out_indices: Sequence[int] = (-1, )
@@ -380,42 +352,21 @@ class AtomNASNet(BaseModule):
         :meth:`keep_atoms`)."""
         return self.keep_atoms(self.plan_to(spec, source))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A state dict saved from a shrunk net holds fewer atoms than this
-        # net. Without its spec, the structure is taken from the weights'
-        # shapes, but only for kernels whose every key is present and
-        # agrees: a kernel or block whose keys are absent stays as it is and
-        # its keys are reported missing (never dropped or made identity).
-        # Weights of atoms this net does not have come from another net.
-        # A deployed net loads a fused state dict as it is.
+    def _fit_to_weights(self, module, state_dict, prefix, *args) -> None:
+        """Before torch copies ``state_dict`` into this net (a load-state-
+        dict pre-hook): shrink the net to the weights' structure when it
+        holds fewer atoms (:func:`~atomnas_mm.models.checkpoint.
+        spec_of_weights` decides, only from kernels whose every key is
+        present; weights of atoms this net lacks are refused). A deployed
+        net loads a fused state dict as it is."""
         if self.deployed:
-            return super()._load_from_state_dict(state_dict, prefix, *args,
-                                                 **kwargs)
-        spec, changed = self.arch_spec, False
-        saved = kernels_in_weights(
-            {k: v for k, v in state_dict.items() if k.startswith(prefix)
-             and k[len(prefix):].startswith('blocks.')}).get(prefix, {})
-        for i, kernels in saved.items():
-            have = spec.blocks[i].kernels if i < len(spec.blocks) else {}
-            for k, n in kernels.items():
-                if n > have.get(k, 0):
-                    raise SpecError(
-                        f'state dict: blocks[{i}].kernels.{k}: the weights '
-                        f'have {n} atoms, this net {have.get(k, 0)} (another '
-                        'architecture: build the net from its spec)')
-        for i, block in enumerate(self.blocks):
-            if not isinstance(block, AtomicBlock):
-                continue
-            for name, branch in block.branches.items():
-                n = _complete_branch_size(
-                    state_dict, f'{prefix}blocks.{i}.branches.{name}.', branch)
-                if n is not None and n < branch.channels:
-                    spec.blocks[i].kernels[branch.kernel_size] = n
-                    changed = True
-        if changed:
-            self.reshape_to(spec, 'state dict')
+            return
+        spec = self.arch_spec
+        fitted = spec_of_weights(state_dict, prefix, spec,
+                                 self.state_dict())
+        if fitted != spec:
+            self.reshape_to(fitted, 'state dict')
             adopt_new_params(self)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------- deploy
     def _refuse_if_deployed(self, what: str) -> None:
@@ -562,24 +513,3 @@ class AtomNASNet(BaseModule):
                 raise CheckpointError(
                     f'{path}: {len(keys)} {what} key(s) for this backbone '
                     f'(first: {keys[0]}); is it a checkpoint of this net?')
-
-
-def _complete_branch_size(state_dict: Mapping, prefix: str,
-                          branch: nn.Module) -> Optional[int]:
-    """Atoms of a kernel's branch as saved in ``state_dict``, or None when
-    any of its keys is absent or their shapes disagree."""
-    n = None
-    for name, value in branch.state_dict().items():
-        saved = state_dict.get(prefix + name)
-        if saved is None:
-            return None
-        if value.dim() == 0:
-            continue  # num_batches_tracked
-        dim = 1 if name == 'project_conv.weight' else 0
-        size = saved.shape[dim] if saved.dim() > dim else None
-        if size is None or (n is not None and size != n):
-            return None
-        n = size
-    return n
-
-

@@ -266,3 +266,25 @@ def test_with_cp_gives_the_same_gradients_and_statistics(tiny_spec,
     for (name, a), (_, b) in zip(plain.named_buffers(), cp.named_buffers()):
         assert torch.allclose(a.float(), b.float()), name
     assert int(cp.blocks[2].branches['k3'].dw_bn.num_batches_tracked) == 1
+
+
+def test_the_last_pretrained_entry_decides_structure_and_weights(tmp_path):
+    """mmengine applies init_cfg entries in order, so the last file's
+    weights are the ones the net ends with: it is built to that file's
+    spec too (one rule, models.resolve.backbone_spec)."""
+    from atomnas_mm.engine.search import save_deploy_checkpoint
+    paths = {}
+    for name in ('atomnas_a', 'atomnas_c'):
+        torch.manual_seed(len(name))
+        net = AtomNASNet(name)
+        net.init_weights()
+        paths[name] = save_deploy_checkpoint(
+            net.state_dict(), net.arch_spec, str(tmp_path / f'{name}.pth'))
+    net = AtomNASNet(arch=None, init_cfg=[
+        dict(type='Pretrained', checkpoint=paths['atomnas_a']),
+        dict(type='Pretrained', checkpoint=paths['atomnas_c'])])
+    assert net.arch_spec == load_spec('atomnas_c')
+    net.init_weights()
+    saved = torch.load(paths['atomnas_c'], weights_only=True)['state_dict']
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, saved[k]), k
