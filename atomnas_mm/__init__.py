@@ -1,9 +1,11 @@
 """atomnas_mm: AtomNAS (ICLR 2020) for the OpenMMLab 2.x stack.
 
-Importing the package registers its models, hooks and optimizer wrappers in
-the ``atomnas_mm`` scope, lets mmengine checkpoints load under torch's
-weights-only unpickler (through one loader with one-line errors) and makes
-``_base_ = 'atomnas_mm::...'`` resolve. The framework internals this touches
+Importing the package registers its models, hooks, optimizers and data
+sets in the ``atomnas_mm`` scope and makes ``_base_ = 'atomnas_mm::...'``
+resolve; it changes nothing of how mmengine or torch behave for other
+packages. Safe checkpoint loading (torch's weights-only unpickler with what
+an mmengine checkpoint needs, one-line errors) is switched on by our tools
+and hooks for the runs that use them. The framework internals this touches
 are all in :mod:`atomnas_mm.utils.seams`.
 """
 import warnings
@@ -18,14 +20,11 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated',
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeform',
                         category=UserWarning)
 
-from .utils import (allow_mmengine_checkpoints,  # noqa: E402
-                    register_checkpoint_loader, register_config_package)
+from .utils import register_config_package  # noqa: E402
 from .version import __version__  # noqa: E402
 
-allow_mmengine_checkpoints()
-register_checkpoint_loader()
 register_config_package()
 
-from . import engine, models  # noqa: E402,F401  (register components)
+from . import datasets, engine, models  # noqa: E402,F401  (registries)
 
 __all__ = ['__version__']

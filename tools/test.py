@@ -19,7 +19,8 @@ from atomnas_mm.models.checkpoint import (  # noqa: E402
     CheckpointError, checkpoint_spec_or_none, check_weights_match_spec,
     load_checkpoint_file, state_dict_of)
 from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
-                                    teardown_launcher)
+                                    teardown_launcher,
+                                    use_safe_checkpoint_loading)
 from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
 
 
@@ -92,6 +93,7 @@ def main():
         state = read_checkpoint(cfg, args.checkpoint)
         cfg.load_from = args.checkpoint
         setup_launcher(cfg)
+        use_safe_checkpoint_loading()
         runner = Runner.from_cfg(cfg)
         check_keys(runner, state, args.checkpoint)
         metrics = runner.test()

@@ -20,7 +20,8 @@ from atomnas_mm.engine.search import BudgetError  # noqa: E402
 from atomnas_mm.models.arch import CostModelError, SpecError  # noqa: E402
 from atomnas_mm.models.checkpoint import load_checkpoint_file  # noqa: E402
 from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
-                                    teardown_launcher)
+                                    teardown_launcher,
+                                    use_safe_checkpoint_loading)
 from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
 
 
@@ -114,6 +115,7 @@ def main():
         if cfg.get('load_from'):
             load_checkpoint_file(cfg.load_from)  # one line if unreadable
         setup_launcher(cfg)
+        use_safe_checkpoint_loading()
         runner = Runner.from_cfg(cfg)
         runner.train()
         teardown_launcher()

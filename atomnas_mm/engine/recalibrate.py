@@ -6,12 +6,12 @@ import torch
 from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.utils import ProgressBar
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from ..utils.seams import BatchNormBase
 
 
-def batch_norms(model: nn.Module) -> List[_BatchNorm]:
+def batch_norms(model: nn.Module) -> List[BatchNormBase]:
     return [m for m in model.modules()
-            if isinstance(m, _BatchNorm) and m.track_running_stats]
+            if isinstance(m, BatchNormBase) and m.track_running_stats]
 
 
 @torch.no_grad()

@@ -55,16 +55,19 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> dict:
     if zipfile.is_zipfile(path) is False and _looks_truncated_zip(path):
         raise CheckpointError(f'{path}: the file is truncated (a write that '
                               'never finished?); use an older checkpoint')
+    from ..utils.seams import mmengine_checkpoint_globals
     try:
-        try:
-            ckpt = torch.load(path, map_location=map_location,
-                              weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if 'mmap' not in str(e):
-                raise
-            # A legacy (non-zip) torch file cannot be memory-mapped.
-            ckpt = torch.load(path, map_location=map_location,
-                              weights_only=True)
+        # What an mmengine checkpoint holds is allowed for this call only.
+        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+            try:
+                ckpt = torch.load(path, map_location=map_location,
+                                  weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if 'mmap' not in str(e):
+                    raise
+                # A legacy (non-zip) torch file cannot be memory-mapped.
+                ckpt = torch.load(path, map_location=map_location,
+                                  weights_only=True)
     except pickle.UnpicklingError as e:
         name = _unsafe_global(e)
         if name is None:

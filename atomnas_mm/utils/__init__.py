@@ -1,7 +1,7 @@
-from .seams import (allow_mmengine_checkpoints, mmengine_checkpoint_globals,
-                    register_checkpoint_loader, register_config_package,
-                    setup_launcher)
+from .seams import (mmengine_checkpoint_globals, plain_history_buffers,
+                    register_config_package, setup_launcher,
+                    use_safe_checkpoint_loading)
 
-__all__ = ['allow_mmengine_checkpoints', 'mmengine_checkpoint_globals',
-           'register_checkpoint_loader', 'register_config_package',
-           'setup_launcher']
+__all__ = ['mmengine_checkpoint_globals', 'plain_history_buffers',
+           'register_config_package', 'setup_launcher',
+           'use_safe_checkpoint_loading']

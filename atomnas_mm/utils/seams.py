@@ -16,15 +16,30 @@ Seams:
     * ``rewrap``: rebuilding the runner's DDP wrapper (``Runner.wrap_model``
       and assigning ``runner.model``).
     * ``register_config_package``: ``MODULE2PACKAGE`` and
-      ``get_installed_path`` of mmengine's config loader.
-    * ``allow_mmengine_checkpoints``: torch's weights-only allow-list and how
-      ``HistoryBuffer`` pickles.
-    * ``register_checkpoint_loader``: mmengine's loader of local files.
+      ``get_installed_path`` of mmengine's config loader (for our package
+      only).
+    * ``plain_history_buffers``: how ``HistoryBuffer`` pickles, while one of
+      our checkpoints is written.
+    * ``mmengine_checkpoint_globals``: what torch's weights-only unpickler
+      must allow for an mmengine checkpoint (while one is read).
+    * ``use_safe_checkpoint_loading``: mmengine's loader of local files.
     * ``setup_launcher``: the ``pytorch`` launcher and DDP wrapper on CPUs.
-    * ``save_checkpoint_safely``: ``CheckpointHook._save_checkpoint_with_step``.
+    * ``safe_checkpoint_hook``: ``CheckpointHook._save_checkpoint_with_step``.
+    * ``BatchNormBase``, ``ParamSchedulerBase``: torch's and mmengine's
+      private base classes (``_BatchNorm``, ``_ParamScheduler``), imported
+      here only.
+
+Importing ``atomnas_mm`` changes nothing of mmengine's or torch's behaviour
+for other packages: the config-base fallback answers only for
+``atomnas_mm``, the checkpoint allow-list applies inside our own loader
+only, message-hub buffers pickle differently only while our
+``CheckpointHook`` writes, and our loader replaces mmengine's for local
+files only once a run uses our tools or hooks
+(:func:`use_safe_checkpoint_loading`).
 """
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import functools
 import os
@@ -33,6 +48,11 @@ import warnings
 from typing import Callable, Dict
 
 import torch
+
+from mmengine.optim.scheduler.param_scheduler import \
+    _ParamScheduler as ParamSchedulerBase  # noqa: F401
+from torch.nn.modules.batchnorm import \
+    _BatchNorm as BatchNormBase  # noqa: F401
 
 TESTED: Dict[str, str] = {'mmengine': '0.10.7', 'torch': '2.14.1'}
 _warned: set = set()
@@ -157,7 +177,7 @@ def register_config_package() -> None:
 
     def get_installed_path(package: str) -> str:
         path = original(package)
-        if not osp.isdir(path):
+        if package == 'atomnas_mm' and not osp.isdir(path):
             spec = importlib.util.find_spec(package)
             if spec is not None and spec.origin is not None:
                 return osp.dirname(spec.origin)
@@ -170,7 +190,7 @@ def register_config_package() -> None:
 # ------------------------------------------------------------ safe loading
 def mmengine_checkpoint_globals() -> list:
     """The globals that a real mmengine Runner checkpoint holds, once
-    :func:`allow_mmengine_checkpoints` has made message-hub buffers pickle
+    :func:`plain_history_buffers` has made message-hub buffers pickle
     as plain constructor calls: the message-hub buffer class and numpy's
     array, scalar and dtype reconstructors. Nothing that reaches an
     attribute of an arbitrary object (``builtins.getattr``)."""
@@ -204,31 +224,41 @@ def _history_buffer_reduce(self):
     return copyreg.__newobj__, (type(self), ), self.__getstate__()
 
 
-@_seam('mmengine')
-def allow_mmengine_checkpoints() -> None:
-    """Let torch's weights-only loader read the checkpoints mmengine writes
-    (idempotent).
-
-    torch >= 2.6 loads with ``weights_only=True`` by default and mmengine
-    0.10.7 calls ``torch.load`` without saying otherwise, so resume,
-    ``load_from`` and ``Pretrained`` would fail on the message-hub and numpy
-    objects a checkpoint holds. Rather than switch the protection off, we
-    allow exactly :func:`mmengine_checkpoint_globals`, and make message-hub
-    buffers pickle without needing ``builtins.getattr``. A checkpoint that
-    needs anything else is refused (see ``tools/misc/trust_checkpoint.py``).
-    """
+@contextlib.contextmanager
+def plain_history_buffers():
+    """While a checkpoint is written: message-hub buffers pickle as plain
+    constructor calls, which the safe loader allows, instead of through
+    ``builtins.getattr``, which it refuses (see :func:`_history_buffer_reduce`).
+    Our ``CheckpointHook`` and ``tools/misc/trust_checkpoint.py`` write
+    inside it; nothing else changes."""
     from mmengine.logging.history_buffer import HistoryBuffer
+    had = '__reduce__' in HistoryBuffer.__dict__
+    old = HistoryBuffer.__dict__.get('__reduce__')
     HistoryBuffer.__reduce__ = _history_buffer_reduce
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    try:
+        yield
+    finally:
+        if had:
+            HistoryBuffer.__reduce__ = old
+        else:
+            del HistoryBuffer.__reduce__
 
 
 @_seam('mmengine')
-def register_checkpoint_loader() -> None:
+def use_safe_checkpoint_loading() -> None:
     """Route mmengine's loading of local checkpoint files (resume,
-    ``load_from``, ``Pretrained``) through
-    :func:`atomnas_mm.models.checkpoint.load_checkpoint_file`: the same
-    weights-only loading, with one-line errors that name the file."""
+    ``load_from``, mmengine's ``Pretrained``) through
+    :func:`atomnas_mm.models.checkpoint.load_checkpoint_file`: torch's
+    weights-only loading that allows exactly what an mmengine checkpoint
+    holds (:func:`mmengine_checkpoint_globals`, inside that call only),
+    with one-line errors that name the file. Called by our tools and by
+    our hooks' ``before_run``, before a runner loads anything; idempotent.
+    (mmengine itself calls ``torch.load`` with torch's default, which from
+    torch 2.6 refuses every mmengine checkpoint.)"""
     from mmengine.runner.checkpoint import CheckpointLoader
+    current = CheckpointLoader._schemes.get('')
+    if getattr(current, '_atomnas', False):
+        return
 
     def load_from_local(filename, map_location):
         from ..models.checkpoint import load_checkpoint_file
@@ -286,6 +316,24 @@ def teardown_launcher() -> None:
 
 
 # ------------------------------------------------------------ checkpoints
+def safe_checkpoint_hook(base: type) -> type:
+    """mmengine's ``CheckpointHook`` with its private
+    ``_save_checkpoint_with_step`` replaced by :func:`save_checkpoint_safely`
+    (the subclass is made here so that the override of a private method
+    lives in this module)."""
+
+    class SafeCheckpointHook(base):
+
+        def before_run(self, runner) -> None:
+            use_safe_checkpoint_loading()
+            super().before_run(runner)
+
+        def _save_checkpoint_with_step(self, runner, step, meta):
+            save_checkpoint_safely(self, runner, step, meta)
+
+    return SafeCheckpointHook
+
+
 @_seam('mmengine')
 def save_checkpoint_safely(hook, runner, step: int, meta: dict) -> None:
     """``CheckpointHook._save_checkpoint_with_step``, reordered so that an
@@ -315,11 +363,13 @@ def save_checkpoint_safely(hook, runner, step: int, meta: dict) -> None:
     filename = hook.filename_tmpl.format(step)
     hook.last_ckpt = osp.join(hook.out_dir, filename)
     runner.message_hub.update_info('last_ckpt', hook.last_ckpt)
-    runner.save_checkpoint(
-        hook.out_dir, filename + '.tmp', hook.file_client_args,
-        save_optimizer=hook.save_optimizer,
-        save_param_scheduler=hook.save_param_scheduler, meta=meta,
-        by_epoch=hook.by_epoch, backend_args=hook.backend_args, **hook.args)
+    with plain_history_buffers():
+        runner.save_checkpoint(
+            hook.out_dir, filename + '.tmp', hook.file_client_args,
+            save_optimizer=hook.save_optimizer,
+            save_param_scheduler=hook.save_param_scheduler, meta=meta,
+            by_epoch=hook.by_epoch, backend_args=hook.backend_args,
+            **hook.args)
     if not is_main_process():
         return
     os.replace(hook.last_ckpt + '.tmp', hook.last_ckpt)

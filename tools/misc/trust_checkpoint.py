@@ -20,9 +20,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
-import atomnas_mm  # noqa: E402,F401  (safe pickling of message-hub buffers)
 from atomnas_mm.models.checkpoint import (CheckpointError,  # noqa: E402
                                           load_checkpoint_file)
+from atomnas_mm.utils.seams import plain_history_buffers  # noqa: E402
 
 
 def main(argv=None) -> str:
@@ -42,7 +42,8 @@ def main(argv=None) -> str:
         sys.exit(f'error: {args.checkpoint}: cannot be loaded at all '
                  f'({type(e).__name__}: {str(e).splitlines()[0][:200]})')
     tmp = out + '.tmp'
-    torch.save(ckpt, tmp)
+    with plain_history_buffers():  # the form the safe loader reads
+        torch.save(ckpt, tmp)
     os.replace(tmp, out)
     try:
         load_checkpoint_file(out)

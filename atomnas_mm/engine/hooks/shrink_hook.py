@@ -24,7 +24,8 @@ from ...models.arch.spec import Key
 from ...models.checkpoint import (SPEC_META_KEY, check_weights_match_spec,
                                   checkpoint_spec_or_none)
 from ...registry import HOOKS
-from ...utils.seams import accumulation_of, is_resuming
+from ...utils.seams import (accumulation_of, is_resuming,
+                             use_safe_checkpoint_loading)
 from ..optimizers.l1_penalty import L1PenaltyMixin
 from ..resume import latest_intact_checkpoint
 from ..search import (BudgetError, EMAImportance, ImportanceTracker,
@@ -208,6 +209,7 @@ class DynamicShrinkHook(Hook):
         """Build the search state (training only: the optimizer wrapper is
         built then) and bind it to the penalty wrapper; refuse, in one
         line, what cannot be searched."""
+        use_safe_checkpoint_loading()  # before the runner loads anything
         backbone = self._net(runner)
         wrapper = runner.optim_wrapper
         if not isinstance(wrapper, BaseOptimWrapper):
@@ -305,7 +307,8 @@ class DynamicShrinkHook(Hook):
         group = runner.optim_wrapper.param_groups[0]
         if 'square_avg_init' not in group and 'alpha' not in group:
             return  # not an RMSprop: its step is not bounded by lr
-        speed = group['lr'] / max(1e-12, 1 - group.get('momentum', 0.0))
+        lr = group.get('initial_lr', group['lr'])  # not a warm-up's start
+        speed = lr / max(1e-12, 1 - group.get('momentum', 0.0))
         need = 4.0 / max(speed, 1e-12)
         start = state.ramp_steps
         descent = state.budget.plan_end(start, state.target_step) - start
@@ -314,7 +317,7 @@ class DynamicShrinkHook(Hook):
             print_log(
                 f'AtomNAS budget: the planned descent is {descent:.0f} '
                 f'optimizer steps (iter {start * k} to '
-                f'{int(start + descent) * k}), and at lr {group["lr"]:g} a '
+                f'{int(start + descent) * k}), and at lr {lr:g} a '
                 f'gamma needs about {need / 4:.0f} to fall from 1 to 0 (need '
                 f'{need:.0f}): atoms will go by rank before the penalty '
                 'makes them dead; give the search more steps (a later '

@@ -3,13 +3,14 @@ decay counted from the first step."""
 import math
 
 from mmengine.optim.scheduler.lr_scheduler import LRSchedulerMixin
-from mmengine.optim.scheduler.param_scheduler import INF, _ParamScheduler
+from mmengine.optim.scheduler.param_scheduler import INF
 
 from ...registry import PARAM_SCHEDULERS
+from ...utils.seams import ParamSchedulerBase
 
 
 @PARAM_SCHEDULERS.register_module()
-class WarmupExpDecayLR(LRSchedulerMixin, _ParamScheduler):
+class WarmupExpDecayLR(LRSchedulerMixin, ParamSchedulerBase):
     """``lr(i) = lr * f(i)`` at iteration ``i`` (from 0), in closed form::
 
         f(i) = start_factor + i / warmup * (1 - start_factor)   i <= warmup

@@ -9,14 +9,14 @@ import torch
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
 from ..arch.spec import ArchSpec, SpecError, SpecLike, load_spec
 from ..checkpoint import (CheckpointError, check_weights_match_spec,
                           checkpoint_spec_or_none, load_checkpoint_file,
                           spec_of_weights, state_dict_of)
-from ...utils.seams import adopt_new_params, mark_initialized
+from ...utils.seams import (BatchNormBase, adopt_new_params,
+                             mark_initialized)
 from ..deploy import (DEPLOY_DEFAULTS, FusedFirstBlock, check_layout,
                       fuse_blocks, fuse_conv_bn_act)
 from ..layers import (AtomicBlock, FirstBlock, IdentityBlock, ParamSlice,
@@ -257,7 +257,7 @@ class AtomNASNet(BaseModule):
         self._freeze_stages()
         if mode and self.norm_eval:
             for m in self.modules():
-                if isinstance(m, _BatchNorm):
+                if isinstance(m, BatchNormBase):
                     m.eval()
         return self
 
@@ -459,7 +459,7 @@ class AtomNASNet(BaseModule):
                 nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.affine:
+            elif isinstance(m, (BatchNormBase, nn.GroupNorm)) and m.affine:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 

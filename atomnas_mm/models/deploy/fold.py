@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from ...utils.seams import BatchNormBase
 
 
 class FuseError(ValueError):
@@ -26,7 +26,7 @@ def bn_scale_shift(bn: nn.Module, where: str = 'BN'
             eval output depends on the batch, so it has no fixed affine
             form).
     """
-    if not isinstance(bn, _BatchNorm):
+    if not isinstance(bn, BatchNormBase):
         raise FuseError(f'{where}: is {type(bn).__name__}; only BatchNorm '
                         'layers with running statistics can be folded')
     if not bn.track_running_stats or bn.running_mean is None:

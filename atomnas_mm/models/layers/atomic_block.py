@@ -23,13 +23,13 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 import torch
 from mmcv.cnn import build_norm_layer
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch.spec import ACTIVATIONS, BlockSpec
 from .checkpoint import checkpointed
 from .identity_block import IdentityBlock
 from .se import SqueezeExcite
 from .surgery import ParamSlice, drop_params, slice_bn, slice_param
+from ...utils.seams import BatchNormBase
 
 
 def make_act(name: str) -> nn.Module:
@@ -232,7 +232,7 @@ class AtomicBlock(nn.Module):
                              'to_identity())')
 
         bn = self.project_bn
-        if self.se is None and isinstance(bn, _BatchNorm) and \
+        if self.se is None and isinstance(bn, BatchNormBase) and \
                 bn.track_running_stats:
             for k, (_, removed) in plan.items():
                 branch = self.branches[f'k{k}']

@@ -8,8 +8,8 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
+from ...utils.seams import BatchNormBase
 
 
 def checkpointed(module: nn.Module, fn: Callable, *args) -> torch.Tensor:
@@ -34,7 +34,7 @@ def _contexts(module: nn.Module):
 def _frozen_bn_statistics(module: nn.Module):
     saved = []
     for m in module.modules():
-        if isinstance(m, _BatchNorm) and m.track_running_stats:
+        if isinstance(m, BatchNormBase) and m.track_running_stats:
             saved.append((m, m.running_mean, m.running_var,
                           m.num_batches_tracked))
             m.running_mean = m.running_mean.clone()
