@@ -1,13 +1,22 @@
-"""Search to a budget: does it land on the target, do rounded widths run
-faster, does the latency table predict, would a divisor-8 search be faster.
+"""Search to a budget: does it keep the net alive, does it match a
+well-chosen fixed lambda, do rounded widths run faster, does the latency
+table predict, would a divisor-8 search be faster.
 
-Four sections, all in one run:
+Five sections, all in one run:
 
-1. ``demo``: the digits demo searched to 0.8M / 1.0M / 1.4M MACs
-   (``configs/atomnas/atomnas_demo_digits_budget.py``, divisor 8) against
-   fixed-lambda demo runs (no target, divisor 1) with a sweep of lambdas:
-   final MACs vs target and validation top-1; for each target the
-   fixed-lambda run that landed nearest.
+1. ``collapse``: the digits budget demo (``configs/atomnas/
+   atomnas_demo_digits_budget.py``, 1.0M MACs, divisor 8) as shipped, with
+   gradient accumulation 4, with accumulation 4 and ``--auto-scale-lr`` on
+   3/4 of the epochs, to 0.7M with divisor 16, on 2 CPU processes, and on
+   the hard digits (30 images per class, 20% wrong labels, 300 steps),
+   next to the plain fixed-lambda demo: the lowest validation top-1 after
+   the first, the final one, and the searched spec retrained from scratch.
+   Runs are kept in ``--work-dir``/results.json (``--resume``).
+1b. ``seeds``: the budget demo at 0.6 / 0.8 / 1.0 / 1.4M MACs against a
+   sweep of fixed lambdas (no target, divisor 1), ``--seeds`` each: for
+   each target, the budget's mean +- std against the best fixed lambda
+   whose runs land within 10% of the target, and whether the budget trails
+   it by more than 2 standard errors of the difference.
 2. ``speed``: eval time per GMAC (batch 1 and 8, 224, 2 threads) of
    AtomNAS-C as published, rounded up to multiples of 8 and of 16, and the
    supernet, in PyTorch (channels_last) and in onnxruntime (plain
@@ -49,20 +58,20 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-
-from atomnas_mm.engine.search.policy import plan_removal  # noqa: E402
-from atomnas_mm.models.arch import (ArchSpec, LatencyTable,  # noqa: E402
-                                    build_cost_model, count,
-                                    first_not_divisible, load_spec,
+from atomnas_mm.engine.search.policy import plan_removal
+from atomnas_mm.models.arch import (ArchSpec, LatencyTable, build_cost_model,
+                                    count, first_not_divisible, load_spec,
                                     round_spec)
-from bench_block import (add_common_args, calibrate_bn,  # noqa: E402
-                         paired_ratio, run_sections, time_round_robin)
-from bench_shrink import quiet_stdout  # noqa: E402
-from latency_lut import FullNet, Timer, measure_nets, measure_table  # noqa: E402,E501
+from atomnas_mm.utils.latency import FullNet, measure_nets, measure_table
+from atomnas_mm.utils.timing import (Timer, add_common_args, calibrate_bn,
+                                     paired_ratio, run_sections,
+                                     time_round_robin)
+# A sibling script (this folder is on sys.path when one runs as a script).
+from bench_shrink import quiet_stdout
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The digits runs import tools/dataset_converters/digits_to_folder.py.
+sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
 
 NUM_CLASSES = 1000
 DEMO_BUDGET = osp.join(ROOT, 'configs', 'atomnas',
@@ -87,18 +96,9 @@ def the_nets(args) -> Dict[str, ArchSpec]:
             'c_r16': round_spec('atomnas_c', 16, cap='supernet')}
 
 
-TINY = dict(  # --quick: tests/conftest.py's tiny spec, divisible by 8
-    stem_channels=8, first_block=dict(out_channels=8, kernel_size=3),
-    blocks=[
-        dict(in_channels=8, out_channels=16, stride=2,
-             kernels={'3': 16, '5': 16, '7': 16}),
-        dict(in_channels=16, out_channels=16, stride=1,
-             kernels={'3': 16, '5': 16, '7': 16}),
-        dict(in_channels=16, out_channels=24, stride=2,
-             kernels={'3': 24, '5': 24, '7': 24}),
-        dict(in_channels=24, out_channels=24, stride=1,
-             kernels={'3': 24, '5': 24, '7': 24}),
-    ], head_channels=64)
+# --quick: the shipped tiny spec (the tests' too), rounded up to multiples
+# of 8 so that divisor-8 sub-nets fit under it.
+TINY = round_spec('tiny', 8)
 
 
 def random_subnet(supernet: ArchSpec, rng: random.Random,
@@ -379,80 +379,257 @@ def bench_proxy(args) -> None:
             [b.kernels for b in found['divisor8'].blocks]))
 
 
-# ---------------------------------------------------------------- 1. demo
-def demo_run(config: str, work_dir: str, data_root: str, args,
-             **penalty) -> Dict[str, float]:
-    """One demo search; returns final MACs, top-1 and seconds."""
-    from bench_shrink import run_training
+# ---------------------------------------------------------------- 1. runs
+def digits_run(name: str, work_dir: str, data_root: str, base: str,
+               options: dict, seed: int = 0, auto_scale: bool = False,
+               procs: int = 1, args=None) -> dict:
+    """One run of a digits config with validation after every epoch:
+    the top-1 of each validation, the final net's MACs and spec. With
+    ``procs`` > 1, ``tools/dist_train.sh`` on the CPU (gloo)."""
     from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    cfg.work_dir = work_dir
+    options = dict(options)
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[split].dataset.data_root = data_root
-    if args.demo_subset:
-        cfg.train_dataloader.dataset.indices = args.demo_subset
-    epochs = args.demo_epochs
-    cfg.train_cfg.max_epochs = epochs
-    cfg.train_cfg.val_interval = min(cfg.train_cfg.val_interval, epochs)
-    cfg.param_scheduler[-1].end = epochs
-    if epochs < 4:
-        cfg.param_scheduler = cfg.param_scheduler[-1:]
-        cfg.param_scheduler[0].begin = 0
-        cfg.optim_wrapper.penalty.ramp_epochs = 0
-    cfg.log_level = 'WARNING'
-    for key, value in penalty.items():
-        cfg.optim_wrapper.penalty[key] = value
-    for hook in cfg.custom_hooks:
-        if hook.type.endswith('BNRecalibrationHook'):
-            hook.progress = False
-    total, _, metrics = run_training(cfg)
-    spec = load_spec(osp.join(work_dir, 'searched_arch.json'))
-    return dict(macs=count(spec, 16, 10).macs,
-                top1=metrics.get('val/accuracy/top1', float('nan')),
-                seconds=total,
-                divisible=first_not_divisible(spec, 8) is None)
+        options.setdefault(f'{split}.dataset.data_root', data_root)
+    options.update({'train_cfg.val_interval': 1, 'randomness.seed': seed,
+                    'default_hooks.logger.interval': 1000,
+                    'default_hooks.checkpoint.interval': 1000,
+                    'log_level': 'WARNING'})
+    if args is not None and args.demo_subset:
+        options['train_dataloader.dataset.indices'] = args.demo_subset
+    if args is not None and args.quick:
+        options['optim_wrapper.penalty.ramp_epochs'] = 0
+    t0 = time.perf_counter()
+    if procs > 1:
+        import subprocess
+        cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), base,
+               str(procs), '--work-dir', work_dir] + \
+            (['--auto-scale-lr'] if auto_scale else []) + \
+            ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
+        env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
+                   PORT=str(29500 + seed))
+        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True,
+                              text=True)
+        if proc.returncode:
+            raise RuntimeError(f'{name}: {proc.stderr[-2000:]}')
+        tops = _val_tops(work_dir)
+    else:
+        from mmengine.hooks import Hook
+        from mmengine.runner import Runner
+
+        from atomnas_mm.engine.batch_scaling import scale_to_batch
+        cfg = Config.fromfile(base)
+        cfg.work_dir = work_dir
+        cfg.merge_from_dict(options)
+        if auto_scale:
+            cfg.auto_scale_lr.enable = True
+            scale_to_batch(cfg, 1)
+        tops = []
+
+        class _Tops(Hook):
+            priority = 'VERY_LOW'
+
+            def after_val_epoch(self, runner, metrics=None):
+                tops.append(float(metrics['accuracy/top1']))
+
+        with quiet_stdout():
+            runner = Runner.from_cfg(cfg)
+            runner.register_hook(_Tops())
+            runner.train()
+    spec = load_spec(osp.join(work_dir, 'searched_arch.json')) \
+        if osp.isfile(osp.join(work_dir, 'searched_arch.json')) else None
+    return dict(name=name, seed=seed, tops=tops, final=tops[-1],
+                lowest=min(tops[1:]) if len(tops) > 1 else tops[-1],
+                macs=count(spec, 16, 10).macs if spec else None,
+                spec=spec.to_dict() if spec else None,
+                seconds=time.perf_counter() - t0)
 
 
-def bench_demo(args) -> None:
+def _val_tops(work_dir: str) -> List[float]:
+    """The validation top-1 of every epoch, from mmengine's scalars.json."""
+    import glob
+    path = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                     'scalars.json')))[-1]
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [float(r['accuracy/top1']) for r in rows if 'accuracy/top1' in r]
+
+
+def retrain_options(spec_path: str) -> dict:
+    """The searched spec from scratch: the demo config without the penalty
+    (weight 0) and without removals."""
+    return {'model.backbone.arch': spec_path,
+            'optim_wrapper.penalty.weight': 0.0,
+            'custom_hooks.0.delta': 1e30,
+            'custom_hooks.0.final_removal': False}
+
+
+def hard_digits_options(data_root: str, epochs: int = 30) -> dict:
+    """The earlier ablation study's task: 30 images per class, a fifth of
+    them under a wrong label, random resized crops (0.4-1) and rotations,
+    batch 32 for 300 steps."""
+    return {
+        'train_dataloader.dataset.data_root': data_root,
+        'train_dataloader.batch_size': 32,
+        'train_dataloader.dataset.pipeline': [
+            dict(type='LoadImageFromFile'),
+            dict(type='RandomResizedCrop', scale=16,
+                 crop_ratio_range=(0.4, 1.0), backend='pillow',
+                 interpolation='bicubic'),
+            dict(type='Rotate', angle=20.0, prob=0.5, pad_val=0,
+                 interpolation='bilinear'),
+            dict(type='PackInputs')],
+        'train_cfg.max_epochs': epochs, 'param_scheduler.1.end': epochs}
+
+
+class Results:
+    """Runs kept in ``<work-dir>/results.json`` (``--resume`` skips what is
+    there)."""
+
+    def __init__(self, args) -> None:
+        self.path = osp.join(args.work_dir, 'results.json')
+        os.makedirs(args.work_dir, exist_ok=True)
+        self.rows = json.load(open(self.path)) if args.resume and \
+            osp.isfile(self.path) else []
+
+    def get(self, key: str, make) -> dict:
+        for r in self.rows:
+            if r.get('key') == key:
+                return r
+        r = make()
+        r['key'] = key
+        self.rows.append(r)
+        tmp = self.path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(self.rows, f)
+        os.replace(tmp, self.path)
+        return r
+
+
+def _data(args) -> Tuple[str, str]:
     from digits_to_folder import convert
+    clean = osp.join(args.work_dir, 'digits')
+    hard = osp.join(args.work_dir, 'digits_hard')
+    convert(clean)
+    convert(hard, 0, 30, 0.2)
+    return clean, hard
+
+
+def bench_collapse(args) -> None:
+    """Does the budget search keep the net alive? The runs of the table in
+    benchmarks/README.md: the lowest validation after the first and the
+    final one, against the searched spec retrained from scratch."""
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    print(f'\n== 1. demo: digits searched to a MACs target (divisor 8) vs '
-          f'fixed lambda, {args.demo_epochs} epochs each ==')
-    with tempfile.TemporaryDirectory(prefix='bench_budget_demo_') as tmp:
-        data = osp.join(tmp, 'digits')
-        convert(data)
-        budget = {}
+    res = Results(args)
+    clean, hard = _data(args)
+    e = args.demo_epochs
+    runs = [
+        ('as shipped', DEMO_BUDGET, {}, False, 1),
+        ('accumulative_counts=4', DEMO_BUDGET,
+         {'optim_wrapper.accumulative_counts': 4}, False, 1),
+        ('accumulation 4, --auto-scale-lr, 3/4 of the epochs', DEMO_BUDGET,
+         {'optim_wrapper.accumulative_counts': 4,
+          'train_cfg.max_epochs': max(1, e * 3 // 4),
+          'param_scheduler.1.end': max(1, e * 3 // 4)}, True, 1),
+        ('target 0.7M, channel_divisor=16', DEMO_BUDGET,
+         {'optim_wrapper.penalty.target': dict(macs=0.7e6),
+          'custom_hooks.0.channel_divisor': 16}, False, 1),
+        ('2 processes (gloo), --auto-scale-lr', DEMO_BUDGET, {}, True, 2),
+        ('hard digits, 300 steps', DEMO_BUDGET,
+         hard_digits_options(hard, max(2, e * 30 // 16)), False, 1),
+        ('fixed lambda (the plain demo)', DEMO, {}, False, 1),
+    ]
+    print(f'\n== 1. collapse: the budget search\'s validations, {e} epochs '
+          '(lowest after the first, final) and its spec retrained ==')
+    print(f'{"run":<52}{"lowest":>8}{"final":>8}{"MACs":>9}'
+          f'{"retrained":>11}{"final - retrained":>19}')
+    if args.quick:
+        runs = [runs[0], runs[-1]]
+    for name, base, options, auto, procs in runs:
+        opts = {'train_cfg.max_epochs': e, 'param_scheduler.1.end': e}
+        opts.update(options)
+        work = osp.join(args.work_dir, 'collapse', name.split(',')[0]
+                        .replace(' ', '_').replace('=', ''))
+        r = res.get(f'collapse/{name}', lambda: digits_run(
+            name, work, clean, base, opts, auto_scale=auto, procs=procs,
+            args=args))
+        spec_path = osp.join(work, 'searched_arch.json')
+        # The same recipe (schedule, accumulation, processes), no search.
+        again = dict(opts, **retrain_options(spec_path))
+        again.pop('optim_wrapper.penalty.target', None)
+        scratch = res.get(f'retrain/{name}', lambda: digits_run(
+            name + ' (retrained)', work + '_retrain', clean, DEMO, again,
+            auto_scale=auto, procs=procs, args=args))
+        print(f'{name:<52}{r["lowest"]:>8.2f}{r["final"]:>8.2f}'
+              f'{r["macs"] / 1e6:>8.3f}M{scratch["final"]:>11.2f}'
+              f'{r["final"] - scratch["final"]:>+19.2f}', flush=True)
+
+
+def bench_seeds(args) -> None:
+    """The budget search against the fixed lambdas that land near the same
+    size, over seeds: mean +- std of the final top-1, and whether the
+    budget trails the best of them by more than 2 standard errors."""
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    res = Results(args)
+    clean, _ = _data(args)
+    e = args.demo_epochs
+    base = {'train_cfg.max_epochs': e, 'param_scheduler.1.end': e}
+    print(f'\n== 2. seeds: budget vs fixed lambda on the digits demo, {e} '
+          f'epochs, {args.seeds} seeds ==')
+    budget, fixed = {}, {}
+    for seed in range(args.seeds):
         for t in args.targets:
-            r = demo_run(DEMO_BUDGET, osp.join(tmp, f'target_{t}'), data,
-                         args, target=dict(macs=t * 1e6))
-            budget[t] = r
-            print(f'  target {t:.2f}M: {r["macs"] / 1e6:.4f}M '
-                  f'({100 * (r["macs"] / (t * 1e6) - 1):+.2f}%), top-1 '
-                  f'{r["top1"]:.2f}%, divisible by 8 {r["divisible"]}, '
-                  f'{r["seconds"]:.0f} s', flush=True)
-        fixed = {}
+            budget.setdefault(t, []).append(res.get(
+                f'budget/{t}/{seed}', lambda: digits_run(
+                    f'target {t}M', osp.join(args.work_dir, 'seeds',
+                                             f'target{t}_s{seed}'),
+                    clean, DEMO_BUDGET, dict(base, **{
+                        'optim_wrapper.penalty.target': dict(macs=t * 1e6)}),
+                    seed=seed, args=args)))
         for lam in args.lambdas:
-            r = demo_run(DEMO, osp.join(tmp, f'lambda_{lam:g}'), data, args,
-                         weight=lam)
-            fixed[lam] = r
-            print(f'  lambda {lam:g}: {r["macs"] / 1e6:.4f}M, top-1 '
-                  f'{r["top1"]:.2f}%, {r["seconds"]:.0f} s', flush=True)
-    print(f'{"target":>8}{"budget MACs":>13}{"vs target":>11}{"top-1":>8}'
-          f'{"| nearest lambda":>17}{"MACs":>10}{"vs target":>11}'
-          f'{"top-1":>8}')
-    for t, r in budget.items():
-        lam, f = min(fixed.items(),
-                     key=lambda kv: abs(kv[1]['macs'] - t * 1e6))
-        print(f'{t:>7.2f}M{r["macs"] / 1e6:>12.4f}M'
-              f'{100 * (r["macs"] / (t * 1e6) - 1):>+10.2f}%'
-              f'{r["top1"]:>8.2f}{lam:>17g}{f["macs"] / 1e6:>9.4f}M'
-              f'{100 * (f["macs"] / (t * 1e6) - 1):>+10.2f}%'
-              f'{f["top1"]:>8.2f}')
+            fixed.setdefault(lam, []).append(res.get(
+                f'fixed/{lam}/{seed}', lambda: digits_run(
+                    f'lambda {lam:g}', osp.join(args.work_dir, 'seeds',
+                                                f'lambda{lam:g}_s{seed}'),
+                    clean, DEMO, dict(base, **{
+                        'optim_wrapper.penalty.weight': lam}),
+                    seed=seed, args=args)))
+        print(f'  seed {seed} done', flush=True)
+
+    def ms(xs):
+        return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 \
+            else 0.0
+
+    print(f'{"target":>8}{"budget top-1":>16}{"MACs":>9}'
+          f'{"| best fixed lambda within 10%":>31}{"top-1":>16}{"runs":>6}'
+          f'{"diff":>8}{"2 SE":>7}  verdict')
+    for t, rs in budget.items():
+        b = ms([r['final'] for r in rs])
+        near = {lam: [r for r in fs if abs(r['macs'] / (t * 1e6) - 1) <= 0.1]
+                for lam, fs in fixed.items()}
+        near = {lam: fs for lam, fs in near.items() if fs}
+        if not near:
+            print(f'{t:>7.2f}M{b[0]:>9.2f} ± {b[1]:<4.2f}  no fixed lambda '
+                  'landed within 10%')
+            continue
+        lam, fs = max(near.items(), key=lambda kv: statistics.mean(
+            r['final'] for r in kv[1]))
+        f = ms([r['final'] for r in fs])
+        se = (b[1] ** 2 / len(rs) + f[1] ** 2 / len(fs)) ** 0.5
+        diff = b[0] - f[0]
+        verdict = 'no worse' if diff >= -2 * se else 'worse'
+        print(f'{t:>7.2f}M{b[0]:>9.2f} ± {b[1]:<4.2f}'
+              f'{statistics.mean(r["macs"] for r in rs) / 1e6:>8.3f}M'
+              f'{lam:>31g}{f[0]:>9.2f} ± {f[1]:<4.2f}{len(fs):>6}'
+              f'{diff:>+8.2f}{2 * se:>7.2f}  {verdict}', flush=True)
+    print('  fixed lambdas: ' + '; '.join(
+        f'{lam:g}: {statistics.mean(r["macs"] for r in fs) / 1e6:.3f}M, '
+        f'{statistics.mean(r["final"] for r in fs):.2f}%'
+        for lam, fs in fixed.items()))
 
 
 # ---------------------------------------------------------------- main
-SECTIONS = {'demo': bench_demo, 'speed': bench_speed, 'lut': bench_lut,
-            'proxy': bench_proxy}
+SECTIONS = {'collapse': bench_collapse, 'seeds': bench_seeds,
+            'speed': bench_speed, 'lut': bench_lut, 'proxy': bench_proxy}
 
 
 def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
@@ -472,20 +649,27 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
                    'processes on a shared machine)')
     p.add_argument('--random-nets', type=int, default=20)
     p.add_argument('--targets', type=float, nargs='+',
-                   default=[0.8, 1.0, 1.4], help='demo targets, M MACs')
+                   default=[0.6, 0.8, 1.0, 1.4], help='demo targets, M MACs')
     p.add_argument('--lambdas', type=float, nargs='+',
-                   default=[1e-3, 1.5e-3, 2e-3, 3e-3, 4.5e-3, 7e-3],
+                   default=[1.2e-3, 1.6e-3, 2e-3, 2.5e-3, 3e-3, 3.6e-3,
+                            4.2e-3, 5e-3],
                    help='fixed lambdas of the demo comparison')
+    p.add_argument('--seeds', type=int, default=5)
     p.add_argument('--demo-epochs', type=int, default=16)
     p.add_argument('--demo-subset', type=int, default=0)
+    p.add_argument('--work-dir', default='work_dirs/bench_budget',
+                   help='runs and results.json of the collapse and seeds '
+                   'sections')
+    p.add_argument('--resume', action='store_true',
+                   help='keep the runs results.json already has')
     add_common_args(p, SECTIONS, reps=9,
                     quick='smoke test: tiny nets at 32x32, 1-epoch demo')
     args = p.parse_args(argv)
     if args.quick:
         args.side, args.batches, args.reps, args.warmup = 32, [1, 2], 2, 1
         args.lut_step, args.lut_reps, args.random_nets = 16, 1, 3
-        args.targets, args.lambdas = [1.4], [2e-3]
-        args.demo_epochs, args.demo_subset = 1, 128
+        args.targets, args.lambdas, args.seeds = [1.4], [2e-3], 2
+        args.demo_epochs, args.demo_subset = 2, 128
     return args
 
 

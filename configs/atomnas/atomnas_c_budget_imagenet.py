@@ -1,8 +1,9 @@
 # AtomNAS-C's search to a budget: at most 360M MACs (224x224, 1000 classes)
 # with every kernel's width a multiple of 8, reached by epoch 175 of 350;
-# the remaining epochs train the final net with no more removal. lambda
-# starts at C's 1.0e-4 (ramped over 25 epochs) and is then driven by the
-# controller toward the target; no lambda sweep.
+# the remaining epochs train the final net with no more removal. lambda is
+# C's 1.0e-4 (ramped over 25 epochs); after the ramp the net follows a
+# planned descent to the target (dead atoms first, then the weakest);
+# no lambda sweep.
 # bash tools/dist_train.sh configs/atomnas/atomnas_c_budget_imagenet.py 32
 _base_ = ['./atomnas_c_imagenet.py']
 optim_wrapper = dict(

@@ -5,16 +5,16 @@
 #   python tools/train.py configs/atomnas/atomnas_demo_digits_budget.py
 _base_ = ['./atomnas_demo_digits.py']
 
-# The penalty owns the measure and the target: lambda starts at `weight`
-# (ramped over 2 epochs as in the demo) and the controller scales it so the
-# net follows a planned descent to the target; 0 once it is reached.
+# The penalty's options hold the measure and the target: lambda is `weight`
+# (ramped over 2 epochs as in the demo) and the net follows a planned
+# descent to the target after the ramp (dead atoms first, then the
+# weakest); lambda is 0 once the target is reached.
 optim_wrapper = dict(
     penalty=dict(weight=2e-3, ramp_epochs=2, input_size=16, num_classes=10,
                  cost='macs', target=dict(macs=1.0e6), target_by=0.5))
 custom_hooks = [
-    # Removal checked every 5 iterations (23 per epoch) so the net tracks
-    # the plan closely; widths stay multiples of 8 (the demo supernet's
-    # 96/144/240/480 are).
+    # Dead atoms checked every 5 iterations (23 per epoch); widths stay
+    # multiples of 8 (the demo supernet's 96/144/240/480 are).
     dict(type='atomnas_mm.DynamicShrinkHook', threshold=1e-2, delta=1e4,
          interval=5, by_epoch=False, channel_divisor=8),
     dict(type='atomnas_mm.EMAHook', momentum=0.01, priority='ABOVE_NORMAL'),
