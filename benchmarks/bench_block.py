@@ -24,7 +24,8 @@ Absolute times on a small shared CPU are noisy, so the script prints ratios.
 Candidates are timed round-robin (one repetition of each in turn, starting
 at a different candidate every round) and each ratio is the median over
 rounds of the two candidates' times *in the same round*, so slow phases of
-the machine hit both sides of a ratio alike.
+the machine hit both sides of a ratio alike (:mod:`atomnas_mm.utils.timing`,
+which every benchmark and the latency tool use).
 
 Run::
 
@@ -36,23 +37,18 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import statistics
-import sys
-import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-# Run from a checkout without installing the package.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from atomnas_mm.models.arch.cost import count  # noqa: E402
-from atomnas_mm.models.arch.spec import BlockSpec  # noqa: E402
-from atomnas_mm.models.backbones.atomnas import AtomNASNet  # noqa: E402
-from atomnas_mm.models.layers import AtomicBlock  # noqa: E402
+from atomnas_mm.models.arch.cost import count
+from atomnas_mm.models.arch.spec import BlockSpec
+from atomnas_mm.models.backbones.atomnas import AtomNASNet
+from atomnas_mm.models.layers import AtomicBlock
+from atomnas_mm.utils.timing import (add_common_args, calibrate_bn, median,
+                                     paired_ratio, run_sections, spread,
+                                     time_round_robin)
 
 try:  # timm >= 0.9 moved the layers; older releases keep the old path.
     from timm.layers import MixedConv2d
@@ -76,57 +72,6 @@ BLOCK_CASES: List[Tuple[int, int, int, int]] = [
 ]
 KERNELS = (3, 5, 7)
 EXPANSION = 6  # per kernel, as in the supernet
-
-
-# --------------------------------------------------------------------- timing
-def time_round_robin(candidates: Dict[str, Callable[[], None]], reps: int,
-                     warmup: int, warm_calls: int = 0
-                     ) -> Dict[str, List[float]]:
-    """Time callables interleaved, one call of each per round.
-
-    Args:
-        candidates: Name -> a callable doing one unit of work.
-        reps: Timed rounds.
-        warmup: Untimed calls of each candidate first (oneDNN picks and
-            caches kernels, the allocator grows its pools).
-        warm_calls: Untimed calls of a candidate right before each of its
-            timed calls: its weights are in the caches, as when a deployed
-            net runs alone (without, a candidate after many large others
-            reads its weights from memory).
-
-    Returns:
-        Name -> list of ``reps`` times in ms, entry ``r`` from round ``r``.
-    """
-    names = list(candidates)
-    for _ in range(warmup):
-        for name in names:
-            candidates[name]()
-    times: Dict[str, List[float]] = {n: [0.0] * reps for n in names}
-    for r in range(reps):
-        # Rotate the start so that no candidate always runs right after the
-        # same other one (cache and allocator state carry over).
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            for _ in range(warm_calls):
-                candidates[name]()
-            t0 = time.perf_counter()
-            candidates[name]()
-            times[name][r] = (time.perf_counter() - t0) * 1e3
-    return times
-
-
-def paired_ratio(times: Dict[str, List[float]], num: str, den: str) -> float:
-    """Median over rounds of ``times[num][r] / times[den][r]``."""
-    return statistics.median(a / b for a, b in zip(times[num], times[den]))
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def spread(values: Sequence[float]) -> float:
-    """(max - min) / median, a rough noise indicator in percent."""
-    return 100.0 * (max(values) - min(values)) / median(values)
 
 
 # --------------------------------------------------------------------- blocks
@@ -257,26 +202,6 @@ def bench_blocks(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------- nets
-@torch.no_grad()
-def calibrate_bn(net: nn.Module, x: torch.Tensor) -> None:
-    """Set every BN's running stats to the statistics of one batch.
-
-    With untrained weights and fresh running stats (mean 0, var 1) eval-mode
-    activations shrink or grow block after block; tiny values become
-    denormals, which are many times slower on CPU and would distort the
-    timing. Real trained nets keep their activations normalised.
-    """
-    bns = [m for m in net.modules() if isinstance(m, _BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: one batch -> its stats
-    net.train()
-    net(x)
-    for bn in bns:
-        bn.momentum = 0.1
-    net.eval()
-
-
 def bench_nets(args: argparse.Namespace) -> None:
     """Section 2: eval forward of the full backbones, ms per GMAC."""
     archs = ('supernet', 'atomnas_c')
@@ -347,20 +272,6 @@ def bench_depthwise(args: argparse.Namespace) -> None:
 SECTIONS = {'block': bench_blocks, 'net': bench_nets, 'dw': bench_depthwise}
 
 
-def add_common_args(p: argparse.ArgumentParser, sections: dict, reps: int,
-                    quick: str) -> None:
-    """Options every benchmark script shares."""
-    p.add_argument('--reps', type=int, default=reps,
-                   help='timed rounds per candidate')
-    p.add_argument('--warmup', type=int, default=1,
-                   help='untimed calls per candidate before timing')
-    p.add_argument('--threads', type=int, default=2,
-                   help='torch.set_num_threads')
-    p.add_argument('--sections', nargs='+', choices=list(sections),
-                   default=list(sections), help='which sections to run')
-    p.add_argument('--quick', action='store_true', help=quick)
-
-
 def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--batch', type=int, default=32,
@@ -376,35 +287,6 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
         args.batch, args.net_batch, args.dw_batch = 2, 1, 4
         args.reps, args.warmup = 2, 1
     return args
-
-
-def start(args) -> None:
-    """Set the thread count and print the conditions of the run.
-
-    Other processes on the machine change absolute times a lot (and with
-    more threads than free cores, OpenMP barriers can dominate), so the
-    load is printed next to the numbers.
-    """
-    torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'reps {args.reps}, warmup {args.warmup}'
-          f'{", QUICK (numbers meaningless)" if args.quick else ""}')
-    load = os.getloadavg()[0]
-    print(f'{os.cpu_count()} CPUs, load average at start {load:.1f}')
-    if load + args.threads > (os.cpu_count() or 1) + 0.5:
-        hint = ' Consider --threads 1.' if args.threads > 1 else ''
-        print('WARNING: busy machine; with more threads than idle cores '
-              f'times are distorted.{hint}')
-
-
-def run_sections(args, sections: dict) -> None:
-    """Print the conditions, run the chosen sections, print the total."""
-    start(args)
-    t0 = time.perf_counter()
-    for name in args.sections:
-        sections[name](args)
-    print(f'\ntotal wall time {time.perf_counter() - t0:.0f} s, load average '
-          f'at end {os.getloadavg()[0]:.1f}')
 
 
 def main(argv: Sequence[str] = None) -> None:

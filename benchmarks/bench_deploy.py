@@ -20,12 +20,13 @@ Two sections:
    baseline; onnxruntime folds BN itself.
 
 Every (runtime, batch) setting is its own round-robin over all candidates
-(:func:`bench_block.time_round_robin`): PyTorch's OpenMP threads and
-onnxruntime's pool each spin for a while after a call, so the two runtimes
-are never interleaved. Ratios are medians of same-round ratios
-(:func:`bench_block.paired_ratio`). Weights are random; BN statistics are
-set from one batch first (:func:`bench_block.calibrate_bn`) so that no
-activation decays into denormals.
+(:func:`atomnas_mm.utils.timing.time_round_robin`): PyTorch's OpenMP
+threads and onnxruntime's pool each spin for a while after a call, so the
+two runtimes are never interleaved. Ratios are medians of same-round ratios
+(:func:`~atomnas_mm.utils.timing.paired_ratio`). Weights are random; BN
+statistics are set from one batch first
+(:func:`~atomnas_mm.utils.timing.calibrate_bn`) so that no activation
+decays into denormals.
 
 Run (heavy: under the shared lock)::
 
@@ -40,7 +41,6 @@ import gc
 import itertools
 import logging
 import os
-import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -48,21 +48,15 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-# Run from a checkout without installing the package.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from bench_block import (add_common_args, calibrate_bn, median,  # noqa: E402
-                         paired_ratio, run_sections, spread,
-                         time_round_robin)
-
-import atomnas_mm  # noqa: E402,F401
-from atomnas_mm.models.arch.cost import count  # noqa: E402
-from atomnas_mm.models.deploy import (DEPLOY_DEFAULTS,  # noqa: E402
-                                      ONNX_DEFAULTS)
-from atomnas_mm.models.deploy.onnx import (Outputs, export_onnx,  # noqa: E402
+import atomnas_mm  # noqa: F401
+from atomnas_mm.models.arch.cost import count
+from atomnas_mm.models.deploy import DEPLOY_DEFAULTS, ONNX_DEFAULTS
+from atomnas_mm.models.deploy.onnx import (Outputs, export_onnx,
                                            max_rel_diff, ort_session,
                                            run_session)
+from atomnas_mm.utils.timing import (add_common_args, calibrate_bn, median,
+                                     paired_ratio, run_sections, spread,
+                                     time_round_robin)
 
 ATOMNAS = ('atomnas_a', 'atomnas_b', 'atomnas_c')
 TIMM = ('mixnet_s', 'mixnet_m', 'efficientnet_b0', 'mobilenetv2_100')

@@ -18,8 +18,9 @@ Three sections:
    written after a shrink restores the GradScaler state (scale and growth
    tracker) of that checkpoint.
 
-Candidates are timed round-robin (``bench_block.time_round_robin``) with a
-device synchronisation after each call.
+Candidates are timed round-robin
+(:func:`atomnas_mm.utils.timing.time_round_robin`) with a device
+synchronisation after each call.
 
 ``--cpu`` is a small CPU mode that runs every section in seconds (tiny
 batch and input, two nets, bf16 only, the AMP wrapper allowed on the CPU by
@@ -44,21 +45,19 @@ import json
 import math
 import os
 import os.path as osp
-import sys
 import tempfile
 from typing import Callable, Dict, List, Sequence
 
 import torch
 from torch import nn
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from atomnas_mm.models.arch import load_spec
+from atomnas_mm.utils.timing import (add_common_args, median, run_sections,
+                                     time_round_robin)
+# A sibling script (this folder is on sys.path when one runs as a script).
+from bench_deploy import atomnas_classifier, fused, quiet_mmengine, timm_model
 
-from bench_block import (add_common_args, median,  # noqa: E402
-                         run_sections, time_round_robin)
-from bench_deploy import (atomnas_classifier, fused, quiet_mmengine,  # noqa
-                          timm_model)
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 ATOMNAS = ('supernet', 'atomnas_a', 'atomnas_c')
 TIMM = ('mixnet_s', 'mixnet_m', 'efficientnet_b0', 'mobilenetv2_100')
@@ -212,7 +211,7 @@ def search_cfg(args, work_dir: str, data_root: str, dtype: str,
         cfg.train_dataloader.dataset.indices = args.search_subset
     if args.search_arch is not None:
         cfg.model.backbone.arch = copy.deepcopy(args.search_arch)
-        cfg.model.head.in_channels = args.search_arch['head_channels']
+        cfg.model.head.in_channels = load_spec(args.search_arch).head_channels
     cfg.train_dataloader.batch_size = 32
     cfg.train_cfg.max_epochs = args.search_epochs
     cfg.optim_wrapper.optimizer = dict(type='SGD', lr=0.05, momentum=0.9,
@@ -244,7 +243,6 @@ def check_amp_search(args, dtype: str, data_root: str) -> Dict[str, object]:
     """One AMP search, then a resume after its first shrink. Returns what
     was checked; raises AssertionError when a check fails."""
     from mmengine.runner import Runner
-    from atomnas_mm.models.arch import load_spec
     from atomnas_mm.models.checkpoint import load_checkpoint_file
     cpu = args.device == 'cpu'
     with tempfile.TemporaryDirectory() as work, amp_on_cpu(cpu), \
@@ -309,8 +307,7 @@ def _record_scaler(seen: dict):
 def bench_amp(args) -> None:
     print(f'\n== 3. demo search under AMP ({", ".join(args.amp_dtypes)}), '
           f'{args.search_epochs} epochs, {args.device} ==')
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-    from digits_to_folder import convert
+    from atomnas_mm.utils.digits import convert
     with tempfile.TemporaryDirectory() as data_root:
         convert(data_root)
         for dtype in args.amp_dtypes:

@@ -34,10 +34,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from atomnas_mm.models.backbones.atomnas import AtomNASNet  # noqa: E402
+from atomnas_mm.models.backbones.atomnas import AtomNASNet
 
 
 # ------------------------------------------------------------ one process

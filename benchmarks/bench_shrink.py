@@ -29,7 +29,7 @@ Three sections, all in one run:
 
 Absolute times on a small shared CPU are noisy, so sections 1 and 2 time
 their candidates round-robin and print medians of same-round ratios (see
-``bench_block.py``). Section 3 runs each training once, so its ratio
+:mod:`atomnas_mm.utils.timing`). Section 3 runs each training once, so its ratio
 carries the machine's noise; the load average is printed around each run.
 
 Run::
@@ -57,21 +57,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atomnas_mm.engine.optimizers import RMSpropTF
+from atomnas_mm.engine.utils import follow_in_optimizer
+from atomnas_mm.models.arch import ArchSpec, count
+from atomnas_mm.models.backbones.atomnas import AtomNASNet
+from atomnas_mm.utils.timing import (add_common_args, median, paired_ratio,
+                                     run_sections, spread, time_round_robin)
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# Run from a checkout without installing the package.
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-
-from atomnas_mm.engine.optimizers import RMSpropTF  # noqa: E402
-from atomnas_mm.engine.utils import follow_in_optimizer  # noqa: E402
-from atomnas_mm.models.arch import ArchSpec, count  # noqa: E402
-from atomnas_mm.models.backbones.atomnas import AtomNASNet  # noqa: E402
-
-# The same round-robin timing and paired ratios as the block benchmark
-# (this script's folder is on sys.path when it is run as a script).
-from bench_block import (add_common_args, median,  # noqa: E402
-                         paired_ratio, run_sections, spread,
-                         time_round_robin)
 
 CL = torch.channels_last
 NUM_CLASSES = 10  # the linear head of the timed nets
@@ -395,7 +388,7 @@ def run_training(cfg) -> Tuple[float, float, dict]:
 
 def bench_search(args: argparse.Namespace) -> None:
     """Section 3: a whole demo search vs its result trained from scratch."""
-    from digits_to_folder import convert
+    from atomnas_mm.utils.digits import convert
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     epochs, subset = args.search_epochs, args.search_subset
     print(f'\n== 3. search: digits demo search vs its searched net trained '

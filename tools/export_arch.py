@@ -27,18 +27,15 @@ import argparse
 import copy
 import os
 import os.path as osp
-import sys
 from typing import Dict, Optional, Sequence, Tuple
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-import atomnas_mm  # noqa: E402,F401  (registry; safe loading of checkpoints)
-from atomnas_mm.models.arch import ArchSpec, SpecError  # noqa: E402
-from atomnas_mm.engine.search import (recalibrated_copy,  # noqa: E402
+import atomnas_mm  # noqa: F401  (registry; safe loading of checkpoints)
+from atomnas_mm.models.arch import ArchSpec, SpecError
+from atomnas_mm.engine.search import (recalibrated_copy,
                                       save_deploy_checkpoint)
-from atomnas_mm.models.checkpoint import (  # noqa: E402
+from atomnas_mm.models.checkpoint import (
     load_checkpoint_file, spec_from_checkpoint, state_dict_of)
 
 

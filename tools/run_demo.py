@@ -14,18 +14,17 @@ import os.path as osp
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
+# The drawing tools are scripts of their own, not package code.
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
 
 import plot_flops  # noqa: E402
 import visualize_arch  # noqa: E402
-from digits_to_folder import convert  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import atomnas_mm  # noqa: E402,F401
 from atomnas_mm.models.arch import count, load_spec  # noqa: E402
+from atomnas_mm.utils.digits import convert  # noqa: E402
 
 CONFIG = osp.join(ROOT, 'configs', 'atomnas', 'atomnas_demo_digits.py')
 

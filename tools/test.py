@@ -8,20 +8,18 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import atomnas_mm  # noqa: E402,F401
-from atomnas_mm.models.arch import SpecError  # noqa: E402
-from atomnas_mm.models.checkpoint import (  # noqa: E402
+import atomnas_mm  # noqa: F401
+from atomnas_mm.models.arch import SpecError
+from atomnas_mm.models.checkpoint import (
     CheckpointError, checkpoint_spec_or_none, check_weights_match_spec,
     load_checkpoint_file, state_dict_of)
-from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
+from atomnas_mm.utils.seams import (setup_launcher,
                                     teardown_launcher,
                                     use_safe_checkpoint_loading)
-from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
+from atomnas_mm.utils.stack import full_setup_hint
 
 
 def parse_args():

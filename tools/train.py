@@ -8,21 +8,19 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import atomnas_mm  # noqa: E402,F401  (registers the atomnas_mm scope)
-from atomnas_mm.engine.batch_scaling import scale_to_batch  # noqa: E402
-from atomnas_mm.engine.resume import latest_intact_checkpoint  # noqa: E402
-from atomnas_mm.engine.search import BudgetError  # noqa: E402
-from atomnas_mm.models.arch import CostModelError, SpecError  # noqa: E402
-from atomnas_mm.models.checkpoint import load_checkpoint_file  # noqa: E402
-from atomnas_mm.utils.seams import (setup_launcher,  # noqa: E402
+import atomnas_mm  # noqa: F401  (registers the atomnas_mm scope)
+from atomnas_mm.engine.batch_scaling import scale_to_batch
+from atomnas_mm.engine.resume import latest_intact_checkpoint
+from atomnas_mm.engine.search import BudgetError
+from atomnas_mm.models.arch import CostModelError, SpecError
+from atomnas_mm.models.checkpoint import load_checkpoint_file
+from atomnas_mm.utils.seams import (setup_launcher,
                                     teardown_launcher,
                                     use_safe_checkpoint_loading)
-from atomnas_mm.utils.stack import full_setup_hint  # noqa: E402
+from atomnas_mm.utils.stack import full_setup_hint
 
 
 def parse_args():

@@ -17,13 +17,10 @@ BN). ``--check`` also builds the net and counts it with
 """
 import argparse
 import json
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from atomnas_mm.models.arch import SpecError, count  # noqa: E402
-from atomnas_mm.models.resolve import resolve_arch  # noqa: E402
+from atomnas_mm.models.arch import SpecError, count
+from atomnas_mm.models.resolve import resolve_arch
 
 
 def main(argv=None):

@@ -15,13 +15,10 @@ config's own input size unless ``--shape`` is given, else 224x224.
 search from it could not give that net). ``--out`` writes the rounded spec.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from atomnas_mm.models.arch import SpecError, count, round_spec  # noqa: E402
-from atomnas_mm.models.resolve import resolve_arch, resolve_spec  # noqa: E402
+from atomnas_mm.models.arch import SpecError, count, round_spec
+from atomnas_mm.models.resolve import resolve_arch, resolve_spec
 
 
 def _kernels(block) -> str:

@@ -30,20 +30,17 @@ import os.path as osp
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
+import torch
+from mmengine.config import Config, DictAction
 
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-
-import atomnas_mm  # noqa: E402,F401  (registries; safe checkpoint loading)
-from atomnas_mm.models.arch import SpecError, count  # noqa: E402
-from atomnas_mm.models.resolve import read_config  # noqa: E402
-from atomnas_mm.models.checkpoint import (  # noqa: E402
+import atomnas_mm  # noqa: F401  (registries; safe checkpoint loading)
+from atomnas_mm.models.arch import SpecError, count
+from atomnas_mm.models.resolve import read_config
+from atomnas_mm.models.checkpoint import (
     CheckpointError, check_weights_match_spec, checkpoint_spec_or_none,
     load_checkpoint_file, state_dict_of)
-from atomnas_mm.models.deploy import FuseError, ONNX_DEFAULTS  # noqa: E402
-from atomnas_mm.models.deploy.onnx import (  # noqa: E402
+from atomnas_mm.models.deploy import FuseError, ONNX_DEFAULTS
+from atomnas_mm.models.deploy.onnx import (
     DEFAULT_OPSET, EXPORTERS, Outputs, export_onnx, max_rel_diff,
     ort_session, run_session)
 

@@ -46,11 +46,9 @@ import types
 import numpy as np
 import torch
 
+from atomnas_mm.models import AtomNASNet, load_spec
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-
-from atomnas_mm.models import AtomNASNet, load_spec  # noqa: E402
-
 OUT = osp.join(ROOT, 'tests', 'data', 'authors_reference.pt')
 FORMAT = 'atomnas_mm.authors_reference'
 

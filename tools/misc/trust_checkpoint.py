@@ -16,13 +16,11 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+import torch
 
-import torch  # noqa: E402
-
-from atomnas_mm.models.checkpoint import (CheckpointError,  # noqa: E402
+from atomnas_mm.models.checkpoint import (CheckpointError,
                                           load_checkpoint_file)
-from atomnas_mm.utils.seams import plain_history_buffers  # noqa: E402
+from atomnas_mm.utils.seams import plain_history_buffers
 
 
 def main(argv=None) -> str:
