@@ -24,8 +24,9 @@ synchronisation after each call.
 
 ``--cpu`` is a small CPU mode that runs every section in seconds (tiny
 batch and input, two nets, bf16 only, the AMP wrapper allowed on the CPU by
-patching mmengine's GPU check, and a tiny supernet for the search). The
-test suite runs it so that the script cannot rot; its numbers mean nothing.
+patching mmengine's GPU check, and the shipped ``tiny`` supernet for the
+search). The test suite runs it so that the script cannot rot; its numbers
+mean nothing.
 
 Run::
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import functools
 import gc
 import glob
@@ -62,17 +62,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ATOMNAS = ('supernet', 'atomnas_a', 'atomnas_c')
 TIMM = ('mixnet_s', 'mixnet_m', 'efficientnet_b0', 'mobilenetv2_100')
 DEMO = osp.join(ROOT, 'configs', 'atomnas', 'atomnas_demo_digits.py')
-# The CPU mode's search runs on this instead of the demo supernet.
-TINY_SUPERNET = dict(
-    stem_channels=8,
-    first_block=dict(out_channels=8, kernel_size=3),
-    blocks=[
-        dict(in_channels=8, out_channels=16, stride=2,
-             kernels={'3': 12, '5': 12, '7': 12}),
-        dict(in_channels=16, out_channels=16, stride=1,
-             kernels={'3': 16, '5': 16, '7': 16}),
-    ],
-    head_channels=32)
+# The CPU mode's search runs on this shipped spec instead of the demo
+# supernet.
+TINY_SUPERNET = 'tiny'
 
 
 # --------------------------------------------------------------------- models
@@ -210,7 +202,7 @@ def search_cfg(args, work_dir: str, data_root: str, dtype: str,
     if args.search_subset:
         cfg.train_dataloader.dataset.indices = args.search_subset
     if args.search_arch is not None:
-        cfg.model.backbone.arch = copy.deepcopy(args.search_arch)
+        cfg.model.backbone.arch = args.search_arch
         cfg.model.head.in_channels = load_spec(args.search_arch).head_channels
     cfg.train_dataloader.batch_size = 32
     cfg.train_cfg.max_epochs = args.search_epochs

@@ -9,6 +9,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import atomnas_mm  # noqa: E402,F401
+from atomnas_mm.models.arch import load_spec  # noqa: E402
 
 # `make test` runs the suite on pytest-xdist workers, one per core: each
 # takes its share of the cores (oversubscribed threads run slower).
@@ -16,20 +17,9 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(
         os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))))
 
-TINY_SPEC = dict(
-    stem_channels=8,
-    first_block=dict(out_channels=8, kernel_size=3),
-    blocks=[
-        dict(in_channels=8, out_channels=16, stride=2,
-             kernels={'3': 12, '5': 12, '7': 12}),
-        dict(in_channels=16, out_channels=16, stride=1,
-             kernels={'3': 16, '5': 16, '7': 16}),
-        dict(in_channels=16, out_channels=24, stride=2,
-             kernels={'3': 16, '5': 16, '7': 16}),
-        dict(in_channels=24, out_channels=24, stride=1,
-             kernels={'3': 24, '5': 24, '7': 24}),
-    ],
-    head_channels=64)
+# The shipped tiny supernet (atomnas_mm/models/arch/specs/tiny.json, also
+# the benchmarks' smoke-test net) as a plain dict, kernel keys as in JSON.
+TINY_SPEC = load_spec('tiny').to_dict()
 
 
 @pytest.fixture
@@ -42,8 +32,7 @@ def tiny_spec():
 @pytest.fixture(scope='session')
 def digits_root(tmp_path_factory):
     """scikit-learn's digits written as a class-folder tree, once."""
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-    from digits_to_folder import convert
+    from atomnas_mm.utils.digits import convert
     root = str(tmp_path_factory.mktemp('digits'))
     convert(root)
     return root

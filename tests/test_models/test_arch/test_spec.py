@@ -8,13 +8,19 @@ from atomnas_mm.models.arch import ArchSpec, SpecError, load_spec, shipped_specs
 
 def test_shipped_specs_load():
     assert set(shipped_specs()) >= {'supernet', 'supernet_stem16',
-                                    'atomnas_a', 'atomnas_b', 'atomnas_c'}
+                                    'atomnas_a', 'atomnas_b', 'atomnas_c',
+                                    'tiny'}
     sn = load_spec('supernet')
     assert sn.stem_channels == 32 and load_spec('supernet_stem16'
                                                 ).stem_channels == 16
     assert len(sn.blocks) == 21 and sn.num_atoms == 31392
     assert sn.head_channels == 1280 and sn.activation == 'relu'
     assert load_spec('atomnas_a').stem_channels == 16
+    # The tests' and the benchmarks' smoke-test supernet: 4 blocks, 2 stages.
+    tiny = load_spec('tiny')
+    assert tiny.stem_channels == 8 and tiny.head_channels == 64
+    assert len(tiny.blocks) == 4 and tiny.num_atoms == 204
+    assert tiny.stage_ends() == [1, 3]
 
 
 def test_residual_follows_from_spec():
