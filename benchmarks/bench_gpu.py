@@ -216,9 +216,11 @@ def search_cfg(args, work_dir: str, data_root: str, dtype: str,
         save_last=True)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.custom_hooks = [
-        dict(type='atomnas_mm.DynamicShrinkHook', momentum=0.5,
-             threshold=0.3, delta=0, interval=2, by_epoch=False,
-             input_size=16, num_classes=10),
+        # momentum: the decay of the hook's own alpha_hat, which only
+        # importance='own' keeps (the default reads the EMA copy's gamma).
+        dict(type='atomnas_mm.DynamicShrinkHook', importance='own',
+             momentum=0.5, threshold=0.3, delta=0, interval=2,
+             by_epoch=False, input_size=16, num_classes=10),
         dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
         dict(type='atomnas_mm.BNRecalibrationHook', num_batches=2,
              progress=False),
