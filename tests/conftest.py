@@ -1,6 +1,7 @@
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
 import pytest
 import torch
@@ -36,6 +37,42 @@ def digits_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('digits'))
     convert(root)
     return root
+
+
+def image_classifier_cfg(arch, num_classes: int,
+                         head_channels: Optional[int] = None,
+                         head_type: str = 'LinearClsHead', **backbone) -> dict:
+    """The model config of an mmpretrain ``ImageClassifier`` with an AtomNAS
+    backbone, global average pooling and a linear head, as the configs
+    write it.
+
+    Args:
+        arch: The backbone's spec (name, path, dict; None when a
+            ``Pretrained`` init_cfg carries it).
+        num_classes: Width of the head.
+        head_channels: The head's input; default: the spec's head width.
+        head_type: The head's registered type.
+        **backbone: More options of ``AtomNASNet`` (``init_cfg``,
+            ``norm_cfg``...).
+    """
+    if head_channels is None:
+        head_channels = load_spec(arch).head_channels
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(type='atomnas_mm.AtomNASNet', arch=arch, **backbone),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type=head_type, num_classes=num_classes,
+                  in_channels=head_channels))
+
+
+def image_classifier(arch, num_classes: int, **kwargs):
+    """:func:`image_classifier_cfg` built in mmpretrain's scope (random
+    init; logits with ``model(x, mode='tensor')``)."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(image_classifier_cfg(arch, num_classes,
+                                                 **kwargs))
 
 
 def config_path(*parts):

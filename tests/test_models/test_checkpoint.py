@@ -11,6 +11,7 @@ from atomnas_mm.models.checkpoint import (CheckpointError,
                                           check_weights_match_spec,
                                           load_checkpoint_file,
                                           spec_from_checkpoint, state_dict_of)
+from tests.conftest import image_classifier
 
 
 def _search_like(tmp_path, tiny_spec, name='deploy.pth', prefix='backbone.'):
@@ -65,27 +66,17 @@ def test_weights_with_extra_block_are_refused(tiny_spec):
 
 
 # ------------------------------------------------------------ Pretrained
-def _classifier(backbone):
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(dict(
-            type='ImageClassifier', backbone=backbone,
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=3, in_channels=64)))
-
-
 @pytest.mark.parametrize('arch', ['tiny', None])
 def test_pretrained_from_searched_checkpoint(tmp_path, tiny_spec, arch):
     """The supernet's arch (or None) + Pretrained from a shrunk net: the
     backbone takes the checkpoint's spec and weights, inside a classifier
     whose init goes through mmengine's bookkeeping."""
     path, src = _search_like(tmp_path, tiny_spec)
-    model = _classifier(dict(
-        type='atomnas_mm.AtomNASNet',
-        arch=copy.deepcopy(tiny_spec) if arch else None,
+    model = image_classifier(
+        copy.deepcopy(tiny_spec) if arch else None, 3,
+        head_channels=tiny_spec['head_channels'],
         init_cfg=dict(type='Pretrained', checkpoint=path,
-                      prefix='backbone.')))
+                      prefix='backbone.'))
     assert model.backbone.arch_spec == src.arch_spec
     model.init_weights()
     for k, v in src.state_dict().items():

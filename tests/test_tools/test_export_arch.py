@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from atomnas_mm.models.arch import load_spec
-from tests.conftest import ROOT, TINY_SPEC, search_cfg
+from tests.conftest import (ROOT, TINY_SPEC, image_classifier,
+                            search_cfg)
 
 _spec = importlib.util.spec_from_file_location(
     'export_arch', osp.join(ROOT, 'tools', 'export_arch.py'))
@@ -65,17 +66,6 @@ def _ema(ckpt):
             if k != 'steps'}
 
 
-def _classifier(arch):
-    from mmengine.registry import MODELS, DefaultScope
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(dict(
-            type='ImageClassifier',
-            backbone=dict(type='atomnas_mm.AtomNASNet', arch=arch),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=10,
-                      in_channels=TINY_SPEC['head_channels'])))
-
-
 def _is_bn_stat(key):
     return key.endswith(('running_mean', 'running_var',
                          'num_batches_tracked'))
@@ -119,7 +109,7 @@ def test_deploy_takes_ema_weights_and_loads_strictly(search_dir, tmp_path):
                    for k in state)
 
     spec = load_spec(out['arch'])
-    model = _classifier(out['arch'])
+    model = image_classifier(out['arch'], 10)
     model.load_state_dict(state, strict=True)
     assert model.backbone.arch_spec == spec  # no reshaping was needed
     model.eval()
@@ -167,7 +157,7 @@ def test_recalibration_with_config(search_dir, tmp_path):
     assert all(not torch.allclose(state[k], ema[k]) for k in means)
     assert all(int(state[k]) == 2 for k in state
                if k.endswith('num_batches_tracked'))
-    _classifier(out['arch']).load_state_dict(state, strict=True)
+    image_classifier(out['arch'], 10).load_state_dict(state, strict=True)
 
 
 def test_missing_file(tmp_path):
