@@ -79,11 +79,22 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    world = int(os.environ.get('WORLD_SIZE', 1)) \
-        if args.launcher != 'none' else 1
-    for note in scale_to_batch(cfg, world):
+    for note in scale_to_batch(cfg, world_size(args.launcher)):
         print(f'[auto-scale] {note}', file=sys.stderr)
     return cfg
+
+
+def world_size(launcher: str) -> int:
+    """Processes of the run, before the launcher has set up anything.
+
+    torchrun sets ``WORLD_SIZE`` for every process; srun sets
+    ``SLURM_NTASKS``, which mmengine's slurm launcher copies to
+    ``WORLD_SIZE`` only when the Runner starts, after the batch is scaled.
+    """
+    if launcher == 'none':
+        return 1
+    name = 'SLURM_NTASKS' if launcher == 'slurm' else 'WORLD_SIZE'
+    return int(os.environ.get(name, 1))
 
 
 def resume_checkpoint(work_dir: str):
