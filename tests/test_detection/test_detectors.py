@@ -10,6 +10,7 @@ from mmengine.runner import Runner
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from atomnas_mm.models import AtomNASNet, SpecError, load_spec
+from atomnas_mm.models.checkpoint import load_checkpoint_file
 from tests.conftest import config_path, search_cfg
 
 
@@ -88,7 +89,7 @@ def test_pretrained_from_shrunk_search_checkpoint(tmp_path, digits_root,
     Runner.from_cfg(search_cfg(tmp_path / 's', digits_root, tiny_spec,
                                max_epochs=2)).train()
     ckpt = str(tmp_path / 's' / 'deploy.pth')
-    saved = torch.load(ckpt, weights_only=True)
+    saved = load_checkpoint_file(ckpt)
     spec = load_spec(saved['meta']['atomnas_spec'])
     assert spec != load_spec(tiny_spec)  # it was shrunk
     cfg = _mask_rcnn_cfg('a')

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from atomnas_mm.models.arch import load_spec
+from atomnas_mm.models.checkpoint import load_checkpoint_file
 from tests.conftest import (ROOT, TINY_SPEC, image_classifier,
                             search_cfg)
 
@@ -58,7 +59,7 @@ def search_dir(tmp_path_factory, digits_root):
 
 
 def _load(path):
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return load_checkpoint_file(path)
 
 
 def _ema(ckpt):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from atomnas_mm.models.checkpoint import load_checkpoint_file
 from tests.conftest import ROOT, TINY_SPEC, config_path
 
 onnx = pytest.importorskip('onnx')
@@ -84,7 +85,7 @@ def test_trained_search_checkpoint(tmp_path, tmp_path_factory, digits_root):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    state = load_checkpoint_file(ckpt)
     cfg = Config.fromfile(DEMO)
     cfg.model.backbone.arch = state['meta']['atomnas_spec']
     cfg.model.head.in_channels = 64

@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from atomnas_mm.models.checkpoint import load_checkpoint_file
 from tests.conftest import ROOT, TINY_SPEC
 
 
@@ -53,7 +54,7 @@ def test_train_then_test_a_shrunk_checkpoint(tmp_path, digits_root):
          'custom_hooks.0.threshold=0.999',
          'custom_hooks.0.delta=0')
     ckpt = osp.join(work, 'epoch_3.pth')
-    spec = torch.load(ckpt, weights_only=True)['meta']['atomnas_spec']
+    spec = load_checkpoint_file(ckpt)['meta']['atomnas_spec']
     atoms = sum(int(n) for b in spec['blocks'] for n in b['kernels'].values())
     assert atoms < sum(int(n) for b in TINY_SPEC['blocks']
                        for n in b['kernels'].values())  # it shrank
@@ -89,8 +90,8 @@ def test_train_then_test_a_shrunk_checkpoint(tmp_path, digits_root):
     assert 'epoch_5.pth: the file is truncated' in proc.stderr
     assert f'resuming from {osp.join(work, "epoch_4.pth")} (the newest ' \
         'intact checkpoint)' in proc.stderr
-    assert torch.load(osp.join(work, 'epoch_5.pth'),
-                      weights_only=True)['meta']['epoch'] == 5
+    assert load_checkpoint_file(osp.join(work, 'epoch_5.pth'))['meta'][
+        'epoch'] == 5
     # An empty last_checkpoint (mmengine: "FileNotFoundError:  can not be
     # found") falls back to the numbered checkpoints.
     open(osp.join(work, 'last_checkpoint'), 'w').close()

@@ -26,6 +26,10 @@ class BNRecalibrationHook(Hook):
         num_batches: Training batches to average over (the paper: 10 or 16
             batches of 256 images per GPU during the search).
         progress: Show a progress bar.
+
+    Attributes:
+        enabled: False skips the recalibration (an evaluation with the
+            training statistics, as the paper's Table 3 compares).
     """
 
     priority = 'LOW'  # after EMAHook's swap in before_val/test_epoch
@@ -36,9 +40,12 @@ class BNRecalibrationHook(Hook):
                              f'got {num_batches}')
         self.num_batches = num_batches
         self.progress = progress
+        self.enabled = True
         self._saved: Optional[list] = None
 
     def _before(self, runner) -> None:
+        if not self.enabled:
+            return
         model = unwrap(runner.model)
         ema = find_ema_hook(runner)
         # When EMA swaps buffers too, the swap-back already restores the

@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 from atomnas_mm.engine import DynamicShrinkHook
 from atomnas_mm.models import load_spec
 from atomnas_mm.models.arch import build_cost_model, first_not_divisible
+from atomnas_mm.models.checkpoint import load_checkpoint_file
 from tests.conftest import TINY_SPEC, search_cfg
 from tests.test_models.test_arch.test_cost_model import hand_table
 
@@ -82,7 +83,7 @@ def test_resume_keeps_the_divisor_and_the_plan(tmp_path, digits_root):
     part.train_cfg.max_epochs = 2
     Runner.from_cfg(part).train()
     ckpt = str(tmp_path / 'part' / 'epoch_2.pth')
-    saved = torch.load(ckpt, weights_only=True)
+    saved = load_checkpoint_file(ckpt)
     state = saved['atomnas_search']['budget']  # the hook saves its state
     assert state['target'] == 80_000
     assert state['removed_dead'] + state['removed_ranked'] > 0  # booked

@@ -6,6 +6,7 @@ from mmengine.runner import Runner
 
 from atomnas_mm.engine import DynamicShrinkHook
 from atomnas_mm.models import AtomNASNet, load_spec
+from atomnas_mm.models.checkpoint import load_checkpoint_file
 from tests.conftest import demo_cfg, search_cfg
 
 
@@ -78,7 +79,7 @@ def test_resume_after_shrink_ends_with_same_spec(tmp_path, digits_root,
     part = search_cfg(tmp_path / 'part', digits_root, tiny_spec, max_epochs=2)
     Runner.from_cfg(part).train()
     ckpt = str(tmp_path / 'part' / 'epoch_2.pth')
-    saved = torch.load(ckpt, weights_only=True)
+    saved = load_checkpoint_file(ckpt)
     assert load_spec(saved['meta']['atomnas_spec']) != load_spec(tiny_spec)
     resumed = search_cfg(tmp_path / 'part', digits_root, tiny_spec,
                          max_epochs=3, resume=True, load_from=ckpt)
@@ -110,7 +111,7 @@ def test_deploy_checkpoint_loads_into_plain_net(tmp_path, digits_root,
         type='Pretrained', checkpoint=deploy, prefix='backbone.'))
     net.init_weights()
     assert net.arch_spec == load_spec(spec_path)
-    state = torch.load(deploy, weights_only=True)['state_dict']
+    state = load_checkpoint_file(deploy)['state_dict']
     for k, v in net.state_dict().items():
         assert torch.equal(v, state['backbone.' + k])
 
