@@ -1,48 +1,40 @@
-"""The paper's ablations in miniature, against simple baselines, with seeds.
+"""The paper's comparisons in miniature, on a test bed where architecture
+matters, with seeds.
 
-Does the search find better nets than simpler ways to reach the same size?
-At each MACs target, every method trains for the same epochs on the same
-data, and each point is repeated over seeds (mean +- std):
+At each MACs target, every method trains for the same steps on the same
+data, and each point is repeated over seeds:
 
-* ``flops``: the search to the target with the resource-aware penalty
-  (every atom weighted by its MACs), as configured;
-* ``equal``: the same search with every atom weighted 1 (Table 2's
-  baseline of the paper);
-* ``uniform``: the supernet thinned uniformly (every kernel's atoms scaled
-  by one factor, found by bisection to meet the target), from scratch;
-* ``random``: atoms of the supernet removed at random until the target is
-  met, from scratch;
-* ``retrain``: the spec the ``flops`` search found, trained from scratch
-  (one pass of search + training against retraining its result).
+* ``flops``: the paper's search, the resource-aware penalty at a fixed
+  lambda that lands near the target (found once per target on seed 0, by
+  a few runs in log lambda);
+* ``budget``: the same penalty searched to the target (``penalty.target``);
+* ``equal``: every atom penalised equally (the paper's Table 2 baseline),
+  searched to the same target so that the MACs match;
+* ``uniform``: the supernet thinned uniformly to the target, from scratch;
+* ``mbv2``: a MobileNetV2-style net, one 3x3 kernel per block, its
+  expansion scaled to the target, from scratch;
+* ``random``: atoms of the supernet removed at random to the target, from
+  scratch;
+* ``retrain``: the spec ``flops`` found, trained from scratch (one pass of
+  search and training against retraining its result).
 
-Every searched net is also evaluated without BN recalibration (Table 3 of
-the paper): its EMA weights with the training net's running statistics.
+Every searched net is also evaluated without BN recalibration (the
+paper's Table 3): its EMA weights with the training net's statistics.
 
-The task: the digits demo saturates near 98-99% top-1 on the full set,
-which hides every difference. Here the training set keeps 30 images per
-class, a fifth of them filed under a wrong class, and training augments
-with random resized crops (scale 0.4-1) and rotations (+-20 degrees); the
-validation set is the demo's, clean. Everything is embedded (scikit-learn's
-digits) and runs on a CPU. 30 epochs at batch 16 (600 steps); the searches
-reach their target by half of training and train the final net after.
+The task: ``configs/atomnas/atomnas_testbed.py`` (a generated data set,
+``tools/dataset_converters/make_testbed.py``, where wider nets and larger
+kernels score higher; ``benchmarks/testbed_check.py`` checks that). Any
+config of the same form can be given (``--config``; the tests use the
+digits demo).
 
-The searches' settings (lambda starts at 5e-4, the budget controller may
-scale it by at most 10) are not the demo's: with its 2e-3 and the
-controller's default range (up to 1000x), or at batch 32 (300 steps), the
-controller drove lambda far up while no gamma had yet crossed the
-threshold, every gamma fell together under RMSprop, the net's function
-collapsed (training loss back to chance) and the one-pass result scored
-20-40% where its own spec retrained scored 84%. A short, noisy task
-gives the penalty little task gradient to push against; see the closing
-note of this study.
+Writes to ``--work-dir``: ``results.json`` (every run; ``--resume`` keeps
+them), ``table.md`` (mean ± std per method and target, and each method's
+paired difference to ``flops`` with its standard error), ``pareto.png``
+(top-1 against MACs with error bars) and ``removed.png`` (where each
+penalty removed atoms, per block and kernel, as the paper's Fig. 6).
 
-Writes to ``--work-dir``: ``results.json`` (every run), ``table.md`` (the
-table), ``pareto.png`` (top-1 against MACs, mean and std per method and
-target) and ``removed.png`` (where each penalty removed atoms, per block
-and kernel, as the paper's Fig. 6).
-
-    .venv/bin/python benchmarks/ablations.py            # ~30 min on 2 cores
-    .venv/bin/python benchmarks/ablations.py --quick    # < 5 min
+    .venv/bin/python benchmarks/ablations.py                # the study
+    .venv/bin/python benchmarks/ablations.py --quick        # a smoke run
 """
 from __future__ import annotations
 
@@ -52,38 +44,60 @@ import copy
 import io
 import json
 import logging
+import math
 import os
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import Dict, List, Optional
 
 import torch
 
+import atomnas_mm  # noqa: F401
+from atomnas_mm.models.arch import ArchSpec, count, load_spec
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-
-import atomnas_mm  # noqa: E402,F401
-from atomnas_mm.models.arch import ArchSpec, count, load_spec  # noqa: E402
-
-DEMO_CONFIG = osp.join(ROOT, 'configs', 'atomnas', 'atomnas_demo_digits.py')
-METHODS = ('flops', 'equal', 'uniform', 'random', 'retrain')
-SIDE, CLASSES = 16, 10
+CONFIG = osp.join(ROOT, 'configs', 'atomnas', 'atomnas_testbed.py')
+METHODS = ('flops', 'budget', 'equal', 'uniform', 'mbv2', 'random',
+           'retrain')
+SEARCHED = ('flops', 'budget', 'equal')
 
 
-def macs(spec) -> int:
-    return count(spec, SIDE, CLASSES).macs
+class Study:
+    """What every run shares: the config, its supernet, input size and
+    classes."""
+
+    def __init__(self, config: str) -> None:
+        from mmengine.config import Config
+        self.config = config
+        cfg = Config.fromfile(config)
+        self.supernet = load_spec(cfg.model.backbone.arch.to_dict()
+                                  if hasattr(cfg.model.backbone.arch,
+                                             'to_dict')
+                                  else cfg.model.backbone.arch)
+        self.side = cfg.optim_wrapper.penalty.input_size
+        self.classes = cfg.model.head.num_classes
+
+    def macs(self, spec) -> int:
+        return count(spec, self.side, self.classes).macs
 
 
 # ------------------------------------------------------------ the nets
-def uniform_spec(supernet: ArchSpec, target: float) -> ArchSpec:
+def _fit(make, macs, target: float, hi: float = 1.0):
+    """The largest factor f in (0, hi] whose net ``make(f)`` is within the
+    target (bisection)."""
+    lo = 0.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if macs(make(mid)) <= target else (lo, mid)
+    return make(lo)
+
+
+def uniform_spec(study: Study, target: float) -> ArchSpec:
     """Every kernel of every block keeps the same fraction of its atoms
-    (at least one atom per block without residual): the largest fraction
-    whose net is within the target."""
+    (at least one atom per block without residual)."""
     def thinned(f: float) -> ArchSpec:
-        spec = copy.deepcopy(supernet)
+        spec = copy.deepcopy(study.supernet)
         for b in spec.blocks:
             kept = {k: int(n * f) for k, n in b.kernels.items()}
             if not any(kept.values()) and not b.has_residual:
@@ -91,25 +105,32 @@ def uniform_spec(supernet: ArchSpec, target: float) -> ArchSpec:
             b.kernels = {k: n for k, n in kept.items() if n}
         return spec
 
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if macs(thinned(mid)) <= target else (lo, mid)
-    return thinned(lo)
+    return _fit(thinned, study.macs, target)
 
 
-def random_spec(supernet: ArchSpec, target: float, seed: int) -> ArchSpec:
+def mbv2_spec(study: Study, target: float) -> ArchSpec:
+    """A MobileNetV2-style net: every block one 3x3 kernel whose expansion
+    (a multiple of the supernet's 3x3 atoms, up to 3x) fills the target."""
+    def scaled(f: float) -> ArchSpec:
+        spec = copy.deepcopy(study.supernet)
+        for b, sup in zip(spec.blocks, study.supernet.blocks):
+            b.kernels = {3: max(1, int(f * max(sup.kernels.values())))}
+        return spec
+
+    return _fit(scaled, study.macs, target, hi=3.0)
+
+
+def random_spec(study: Study, target: float, seed: int) -> ArchSpec:
     """Atoms removed one by one, uniformly at random among all remaining,
     until the net is within the target (a block without residual keeps
     one)."""
     g = torch.Generator().manual_seed(seed)
-    spec = copy.deepcopy(supernet)
+    spec = copy.deepcopy(study.supernet)
     atoms = [(i, k) for i, b in enumerate(spec.blocks)
              for k, n in b.kernels.items() for _ in range(n)]
-    order = torch.randperm(len(atoms), generator=g).tolist()
-    costs = count(spec, SIDE, CLASSES).blocks
-    total = macs(spec)
-    for j in order:
+    costs = count(spec, study.side, study.classes).blocks
+    total = study.macs(spec)
+    for j in torch.randperm(len(atoms), generator=g).tolist():
         if total <= target:
             break
         i, k = atoms[j]
@@ -124,56 +145,52 @@ def random_spec(supernet: ArchSpec, target: float, seed: int) -> ArchSpec:
 
 
 # ------------------------------------------------------------ configs
-def base_cfg(work_dir: str, data_root: str, seed: int, epochs: int,
-             arch, batch_size: int = 32) -> 'Config':
-    """The demo's config on the hard digits: augmentation, epochs, seed,
-    quiet logging, no intermediate checkpoints or validation."""
+def base_cfg(study: Study, work_dir: str, seed: int, arch, args):
+    """The study's config: seed, work dir, quiet logging, one validation
+    and one checkpoint at the end."""
     from mmengine.config import Config
-    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg = Config.fromfile(study.config)
     cfg.work_dir = work_dir
     cfg.experiment_name = osp.basename(work_dir)
     cfg.randomness = dict(seed=seed)
     cfg.log_level = 'WARNING'
     cfg.model.backbone.arch = arch
-    cfg.train_cfg.max_epochs = epochs
+    epochs = cfg.train_cfg.max_epochs if args.epochs is None else args.epochs
+    if args.epochs is not None:
+        # A shorter run keeps the penalty's ramp in proportion (a budget's
+        # target_by must come after it); the lr schedule is cut at the end.
+        penalty = cfg.optim_wrapper.get('penalty', {})
+        if 'ramp_epochs' in penalty:
+            penalty.ramp_epochs = (penalty.ramp_epochs * epochs
+                                   / cfg.train_cfg.max_epochs)
+        cfg.train_cfg.max_epochs = epochs
+        for sched in cfg.param_scheduler:
+            if sched.get('end', 0) > epochs:
+                sched.end = epochs
     cfg.train_cfg.val_interval = epochs
     cfg.default_hooks.logger.interval = 1000
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
+    cfg.default_hooks.checkpoint = dict(type='atomnas_mm.CheckpointHook',
                                         interval=epochs, save_last=False)
-    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[split].dataset.data_root = data_root
-    cfg.train_dataloader.batch_size = batch_size
-    cfg.train_dataloader.dataset.pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='RandomResizedCrop', scale=SIDE,
-             crop_ratio_range=(0.4, 1.0), backend='pillow',
-             interpolation='bicubic'),
-        dict(type='Rotate', angle=20.0, prob=0.5, pad_val=0,
-             interpolation='bilinear'),
-        dict(type='PackInputs'),
-    ]
-    # Decay over the run's own length.
-    cfg.param_scheduler[-1].end = epochs
+    if args.subset:
+        cfg.train_dataloader.dataset.indices = args.subset
+    for hook in cfg.custom_hooks:
+        if hook.type.endswith('BNRecalibrationHook'):
+            hook.progress = False
     return cfg
 
 
-def search_cfg(cfg, cost: str, target: float, epochs: int,
-               target_by: float = 0.5, scale_max: Optional[float] = None,
-               weight: float = 2e-3, ramp: float = 0.125):
-    """The budget search: the penalty weighted by ``cost``, the target in
-    MACs, reached by half of training."""
-    cfg.optim_wrapper.penalty = dict(
-        weight=weight, ramp_epochs=max(1, round(epochs * ramp)),
-        input_size=SIDE,
-        num_classes=CLASSES, cost=cost, target=dict(macs=float(target)),
-        target_by=target_by)
-    if scale_max is not None:
-        cfg.optim_wrapper.penalty.controller = dict(
-            scale_range=(1e-2, scale_max))
-    cfg.custom_hooks[0] = dict(
-        type='atomnas_mm.DynamicShrinkHook', momentum=0.9, threshold=1e-2,
-        delta=1e4, interval=5, by_epoch=False, input_size=SIDE,
-        num_classes=CLASSES)
+def search_cfg(cfg, method: str, study: Study, target: float,
+               lam: Optional[float] = None):
+    """The search of ``method``: ``flops`` at lambda ``lam`` without a
+    target; ``budget`` and ``equal`` to ``target`` MACs."""
+    penalty = dict(cfg.optim_wrapper.penalty)
+    penalty.update(input_size=study.side, num_classes=study.classes)
+    if method == 'flops':
+        penalty.update(weight=lam, cost='macs', target=None)
+    else:
+        penalty.update(cost='macs' if method == 'budget' else 'equal',
+                       target=dict(macs=float(target)))
+    cfg.optim_wrapper.penalty = penalty
     return cfg
 
 
@@ -191,21 +208,21 @@ def scratch_cfg(cfg):
 # ------------------------------------------------------------ one run
 @contextlib.contextmanager
 def quiet():
-    """mmengine prints progress bars and logs: keep the benchmark's own
-    output readable."""
+    """mmengine prints progress bars and logs: keep the study's own output
+    readable."""
     logging.getLogger('mmengine').setLevel(logging.WARNING)
     with contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
         yield
 
 
-def train_and_eval(cfg, searched: bool) -> dict:
-    """Train, then evaluate the EMA weights with BN recalibration (and,
-    for a searched net, without)."""
+def train_and_eval(cfg, study: Study, searched: bool) -> dict:
+    """Train, then evaluate the EMA weights with BN recalibration (and, for
+    a searched net, without: the training net's statistics)."""
     from mmengine.runner import Runner
 
-    from atomnas_mm.engine.hooks import BNRecalibrationHook
-    from atomnas_mm.engine.utils import find_backbone
+    from atomnas_mm.engine import BNRecalibrationHook
+    from atomnas_mm.engine.utils import find_backbone, find_hook
     t0 = time.perf_counter()
     with quiet():
         runner = Runner.from_cfg(cfg)
@@ -213,114 +230,167 @@ def train_and_eval(cfg, searched: bool) -> dict:
         top1 = runner.val_loop.run()['accuracy/top1']
         result = dict(top1=float(top1))
         if searched:
-            hooks = runner._hooks  # the run is over: only evaluation left
-            runner._hooks = [h for h in hooks
-                             if not isinstance(h, BNRecalibrationHook)]
-            result['top1_no_recal'] = float(
-                runner.val_loop.run()['accuracy/top1'])
-            runner._hooks = hooks
+            recal = find_hook(runner, BNRecalibrationHook)
+            recal.enabled = False
+            try:
+                result['top1_no_recal'] = float(
+                    runner.val_loop.run()['accuracy/top1'])
+            finally:
+                recal.enabled = True
     spec = find_backbone(runner.model).arch_spec
-    result.update(macs=macs(spec), spec=spec.to_dict(),
+    result.update(macs=study.macs(spec), spec=spec.to_dict(),
                   seconds=time.perf_counter() - t0)
     return result
 
 
 # ------------------------------------------------------------ the study
+class Results:
+    """Runs kept in ``results.json``, found by their key."""
+
+    def __init__(self, path: str, resume: bool) -> None:
+        self.path = path
+        self.rows = json.load(open(path)) if resume and osp.isfile(path) \
+            else []
+
+    def find(self, **key) -> Optional[dict]:
+        return next((r for r in self.rows
+                     if all(r.get(k) == v for k, v in key.items())), None)
+
+    def add(self, row: dict) -> dict:
+        self.rows.append(row)
+        tmp = self.path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(self.rows, f)
+        os.replace(tmp, self.path)
+        return row
+
+
+def calibrate(study: Study, target: float, res: Results, args) -> float:
+    """The lambda whose ``flops`` search lands within ``args.tolerance`` of
+    the target on seed 0: a few runs, each correcting log lambda by the
+    log of the MACs it missed by (MACs fall roughly as a power of
+    lambda)."""
+    lam, slope = args.weight, 1.5
+    tried = []
+    for step in range(args.calibration_runs):
+        row = res.find(method='calibrate', target=target, lam=lam)
+        if row is None:
+            work = osp.join(args.work_dir, 'runs',
+                            f'calibrate_{int(target)}_{lam:.3g}')
+            row = train_and_eval(search_cfg(base_cfg(
+                study, work, 0, study.supernet.to_dict(), args), 'flops',
+                study, target, lam), study, True)
+            row.update(method='calibrate', target=target, lam=lam)
+            res.add(row)
+            print(f'  calibrating {target / 1e6:.2f}M: lambda {lam:.3g} -> '
+                  f'{row["macs"] / 1e6:.3f}M', flush=True)
+        tried.append((lam, row['macs']))
+        miss = math.log(row['macs'] / target)
+        if abs(miss) <= math.log(1 + args.tolerance):
+            break
+        if len(tried) > 1:  # the slope of log MACs in log lambda, measured
+            (l0, m0), (l1, m1) = tried[-2:]
+            if l1 != l0 and m1 != m0:
+                slope = max(0.2, -math.log(m1 / m0) / math.log(l1 / l0))
+        lam = lam * math.exp(miss / slope)
+    return min(tried, key=lambda t: abs(math.log(t[1] / target)))[0]
+
+
 def run(args) -> List[dict]:
-    from digits_to_folder import convert
-    data_root = osp.join(args.work_dir, 'digits_hard')
-    counts = convert(data_root, 0, args.per_class, args.label_noise)
-    print(f'data: {counts["train"]} training images ({args.per_class} per '
-          f'class, {args.label_noise:.0%} wrong labels), {counts["val"]} '
-          f'clean validation images; {args.epochs} epochs, seeds '
-          f'{args.seeds}, targets {args.targets}', flush=True)
-    from mmengine.config import Config
-    supernet = load_spec(Config.fromfile(DEMO_CONFIG).model.backbone.arch
-                         .to_dict())
-    print(f'supernet: {macs(supernet):,} MACs at {SIDE}x{SIDE}', flush=True)
-    rows: List[dict] = []
-    path = osp.join(args.work_dir, 'results.json')
-    done = json.load(open(path)) if osp.isfile(path) and args.resume else []
+    study = Study(args.config)
+    print(f'config {osp.relpath(study.config, ROOT)}: supernet '
+          f'{study.macs(study.supernet):,} MACs at {study.side}x{study.side}'
+          f', {study.classes} classes; targets {args.targets}, seeds '
+          f'{args.seeds}', flush=True)
+    res = Results(osp.join(args.work_dir, 'results.json'), args.resume)
     for target in args.targets:
+        lam = calibrate(study, target, res, args) \
+            if 'flops' in args.methods else None
         for seed in range(args.seeds):
             searched_spec = None
             for method in args.methods:
                 key = dict(target=target, seed=seed, method=method)
-                prev = [r for r in done if all(r[k] == v
-                                               for k, v in key.items())]
-                if prev:
-                    rows.append(prev[0])
-                    if method == 'flops':
-                        searched_spec = prev[0]['spec']
-                    continue
-                work = osp.join(args.work_dir, 'runs',
-                                f'{method}_{int(target)}_s{seed}')
-                if method in ('flops', 'equal'):
-                    cfg = search_cfg(base_cfg(work, data_root, seed,
-                                              args.epochs,
-                                              supernet.to_dict(),
-                                              args.batch_size),
-                                     'macs' if method == 'flops' else
-                                     'equal', target, args.epochs,
-                                     args.target_by, args.scale_max,
-                                     args.weight, args.ramp)
-                else:
-                    if method == 'uniform':
-                        spec = uniform_spec(supernet, target)
-                    elif method == 'random':
-                        spec = random_spec(supernet, target, seed)
-                    else:  # retrain
-                        if searched_spec is None:
-                            continue
-                        spec = load_spec(searched_spec)
-                    cfg = scratch_cfg(base_cfg(work, data_root, seed,
-                                               args.epochs, spec.to_dict(),
-                                               args.batch_size))
-                result = train_and_eval(cfg, method in ('flops', 'equal'))
-                result.update(key)
+                row = res.find(**key)
+                if row is None:
+                    row = _one(study, method, target, seed, lam,
+                               searched_spec, args)
+                    if row is None:
+                        continue
+                    row.update(key, lam=lam if method == 'flops' else None)
+                    res.add(row)
+                    print(f'  target {target / 1e6:.2f}M seed {seed} '
+                          f'{method:8s} top-1 {row["top1"]:6.2f}'
+                          + (f' (no recal {row["top1_no_recal"]:6.2f})'
+                             if 'top1_no_recal' in row else '')
+                          + f'  {row["macs"] / 1e6:.3f}M MACs  '
+                          f'{row["seconds"]:.0f} s', flush=True)
                 if method == 'flops':
-                    searched_spec = result['spec']
-                rows.append(result)
-                json.dump(rows, open(path, 'w'))
-                print(f'  target {target / 1e6:.2f}M seed {seed} '
-                      f'{method:8s} top-1 {result["top1"]:6.2f}'
-                      + (f' (no recal {result["top1_no_recal"]:6.2f})'
-                         if 'top1_no_recal' in result else '')
-                      + f'  {result["macs"] / 1e6:.3f}M MACs  '
-                      f'{result["seconds"]:.0f} s', flush=True)
-    return rows
+                    searched_spec = row['spec']
+    return [r for r in res.rows if r['method'] != 'calibrate']
+
+
+def _one(study, method, target, seed, lam, searched_spec, args):
+    work = osp.join(args.work_dir, 'runs', f'{method}_{int(target)}_s{seed}')
+    if method in SEARCHED:
+        cfg = search_cfg(base_cfg(study, work, seed,
+                                  study.supernet.to_dict(), args), method,
+                         study, target, lam)
+        return train_and_eval(cfg, study, True)
+    if method == 'retrain':
+        if searched_spec is None:
+            return None
+        spec = load_spec(searched_spec)
+    else:
+        spec = dict(uniform=lambda: uniform_spec(study, target),
+                    mbv2=lambda: mbv2_spec(study, target),
+                    random=lambda: random_spec(study, target, seed))[
+                        method]()
+    cfg = scratch_cfg(base_cfg(study, work, seed, spec.to_dict(), args))
+    return train_and_eval(cfg, study, False)
 
 
 # ------------------------------------------------------------ reporting
+def _ms(values: List[float]):
+    return (statistics.mean(values),
+            statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def summarize(rows: List[dict]) -> Dict:
     """(target, method) -> mean/std of top-1, top-1 without recalibration
-    and MACs over seeds."""
+    and MACs over seeds, and the paired difference to ``flops``."""
     groups: Dict = {}
     for r in rows:
         groups.setdefault((r['target'], r['method']), []).append(r)
-
-    def ms(values: List[float]):
-        return (statistics.mean(values),
-                statistics.stdev(values) if len(values) > 1 else 0.0)
-
     out = {}
-    for key, rs in groups.items():
-        out[key] = dict(n=len(rs), top1=ms([r['top1'] for r in rs]),
-                        macs=ms([r['macs'] for r in rs]))
+    for (target, method), rs in groups.items():
+        s = dict(n=len(rs), top1=_ms([r['top1'] for r in rs]),
+                 macs=_ms([r['macs'] for r in rs]))
         if all('top1_no_recal' in r for r in rs):
-            out[key]['no_recal'] = ms([r['top1_no_recal'] for r in rs])
+            s['no_recal'] = _ms([r['top1_no_recal'] for r in rs])
+        ref = {r['seed']: r['top1'] for r in groups.get((target, 'flops'),
+                                                          [])}
+        diffs = [r['top1'] - ref[r['seed']] for r in rs if r['seed'] in ref]
+        if method != 'flops' and len(diffs) > 1:
+            mean, std = _ms(diffs)
+            s['paired'] = (mean, std / math.sqrt(len(diffs)), len(diffs))
+        out[(target, method)] = s
     return out
 
 
+def versus(s: Dict) -> str:
+    """The paired difference to ``flops`` and whether it exceeds 2 standard
+    errors."""
+    if 'paired' not in s:
+        return '–'
+    mean, se, n = s['paired']
+    return f'{mean:+.2f} ± {se:.2f} ({"beyond" if abs(mean) > 2 * se else "within"} 2 SE)'
+
+
 def table(summary: Dict, methods) -> str:
-    """The markdown table: per target and method, mean ± std over seeds,
-    and the difference to the ``flops`` search with whether it exceeds
-    seed noise (|difference| > 2 standard errors of the difference)."""
-    lines = ['| target | method | top-1 (%) | top-1 without BN recal. (%) '
-             '| final MACs | seeds | top-1 vs flops |',
+    lines = ['| target | method | top-1 (%) | without BN recal. (%) | MACs '
+             '| seeds | vs flops (paired, ± SE) |',
              '|---|---|---|---|---|---|---|']
     for target in sorted({t for t, _ in summary}):
-        ref = summary.get((target, 'flops'))
         for m in methods:
             s = summary.get((target, m))
             if s is None:
@@ -329,32 +399,20 @@ def table(summary: Dict, methods) -> str:
                 if 'no_recal' in s else '–'
             lines.append(
                 f'| {target / 1e6:.2f}M | {m} | {s["top1"][0]:.2f} ± '
-                f'{s["top1"][1]:.2f} | {nr} | {s["macs"][0] / 1e6:.3f}M ± '
-                f'{s["macs"][1] / 1e6:.3f}M | {s["n"]} | '
-                f'{versus(s, ref) if m != "flops" else "–"} |')
+                f'{s["top1"][1]:.2f} | {nr} | {s["macs"][0] / 1e6:.3f}M | '
+                f'{s["n"]} | {versus(s)} |')
     return '\n'.join(lines) + '\n'
 
 
-def versus(s: Dict, ref: Optional[Dict]) -> str:
-    """``s`` - ``ref`` in mean top-1, and whether it is beyond seed noise
-    (needs 2+ seeds each)."""
-    if ref is None:
-        return '–'
-    diff = s['top1'][0] - ref['top1'][0]
-    if s['n'] < 2 or ref['n'] < 2:
-        return f'{diff:+.2f} (1 seed: noise unknown)'
-    se = (s['top1'][1] ** 2 / s['n'] + ref['top1'][1] ** 2 / ref['n']) ** 0.5
-    return f'{diff:+.2f} ({"beyond" if abs(diff) > 2 * se else "within"} ' \
-        f'noise, 2 SE = {2 * se:.2f})'
+MARKERS = dict(flops='o', budget='P', equal='s', uniform='^', mbv2='X',
+               random='v', retrain='D')
 
 
-def draw_pareto(summary: Dict, methods, path: str) -> None:
+def draw_pareto(summary: Dict, methods, study: Study, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    markers = dict(flops='o', equal='s', uniform='^', random='v',
-                   retrain='D')
-    fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), layout='constrained')
     for m in methods:
         pts = sorted((s['macs'][0], s['top1'][0], s['macs'][1],
                       s['top1'][1]) for (t, mm), s in summary.items()
@@ -363,27 +421,27 @@ def draw_pareto(summary: Dict, methods, path: str) -> None:
             continue
         xs, ys, xe, ye = zip(*pts)
         ax.errorbar([x / 1e6 for x in xs], ys, xerr=[x / 1e6 for x in xe],
-                    yerr=ye, marker=markers.get(m, 'o'), capsize=3,
-                    label=m, linestyle='-' if m in ('flops', 'equal')
-                    else ':')
-    ax.set_xlabel(f'MACs at {SIDE}x{SIDE} (M)')
+                    yerr=ye, marker=MARKERS.get(m, 'o'), capsize=3, label=m,
+                    linestyle='-' if m in SEARCHED else ':')
+    ax.set_xlabel(f'MACs at {study.side}x{study.side} (M)')
     ax.set_ylabel('validation top-1 (%)')
-    ax.set_title('digits, 30 per class, 20% wrong labels: mean ± std')
+    ax.set_title(f'{osp.basename(study.config)}: mean ± std over seeds')
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def draw_removed(rows: List[dict], supernet: ArchSpec, path: str) -> None:
+def draw_removed(rows: List[dict], study: Study, path: str) -> None:
     """Fig. 6 style: share of each block's kernel atoms removed by each
     penalty (mean over seeds, the smallest target)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    supernet = study.supernet
     target = min(r['target'] for r in rows)
     kernels = sorted({k for b in supernet.blocks for k in b.kernels})
-    methods = [m for m in ('flops', 'equal')
+    methods = [m for m in SEARCHED
                if any(r['method'] == m for r in rows)]
     fig, axes = plt.subplots(len(methods), 1, sharex=True, squeeze=False,
                              figsize=(7, 2.4 * len(methods) + 0.6),
@@ -414,35 +472,41 @@ def draw_removed(rows: List[dict], supernet: ArchSpec, path: str) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--config', default=CONFIG)
     p.add_argument('--work-dir', default='work_dirs/ablations')
-    p.add_argument('--targets', type=float, nargs='+',
-                   default=[0.6e6, 1.0e6], help='MACs at 16x16')
-    p.add_argument('--seeds', type=int, default=3)
-    p.add_argument('--epochs', type=int, default=30)
+    p.add_argument('--targets', type=float, nargs='+', default=None,
+                   help='MACs targets (default: 1/2 and 1/4 of the '
+                   "supernet's)")
+    p.add_argument('--seeds', type=int, default=5)
     p.add_argument('--methods', nargs='+', choices=METHODS,
                    default=list(METHODS))
-    p.add_argument('--per-class', type=int, default=30)
-    p.add_argument('--label-noise', type=float, default=0.2)
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--target-by', type=float, default=0.5,
-                   help='fraction of training by which a search reaches '
-                   'its target')
-    p.add_argument('--weight', type=float, default=5e-4,
-                   help="the penalty's starting lambda")
-    p.add_argument('--ramp', type=float, default=0.125,
-                   help="lambda's ramp, a fraction of training")
-    p.add_argument('--scale-max', type=float, default=10.0,
-                   help="the budget controller's largest lambda multiplier "
-                   '(default: its own)')
+    p.add_argument('--epochs', type=int, default=None,
+                   help="default: the config's")
+    p.add_argument('--subset', type=int, default=0,
+                   help='train on the first N training images only')
+    p.add_argument('--weight', type=float, default=None,
+                   help="lambda to start the flops calibration from "
+                   "(default: the config's penalty weight)")
+    p.add_argument('--tolerance', type=float, default=0.1,
+                   help='flops lands within this fraction of the target')
+    p.add_argument('--calibration-runs', type=int, default=4)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--resume', action='store_true',
                    help='keep the runs already in results.json')
     p.add_argument('--quick', action='store_true',
-                   help='one target, one seed, 6 epochs: the same rows, '
-                   'in minutes')
+                   help='one target, two seeds, a short schedule: every row '
+                   'of the study, in minutes')
     args = p.parse_args(argv)
+    study = Study(args.config)
+    if args.targets is None:
+        sup = study.macs(study.supernet)
+        args.targets = [round(sup / 2, -3), round(sup / 4, -3)]
+    if args.weight is None:
+        from mmengine.config import Config
+        args.weight = Config.fromfile(args.config).optim_wrapper.penalty.weight
     if args.quick:
-        args.targets, args.seeds, args.epochs = [args.targets[-1]], 1, 6
+        args.targets, args.seeds = args.targets[:1], 2
+        args.calibration_runs = 1
     return args
 
 
@@ -452,17 +516,15 @@ def main(argv=None) -> Dict:
     os.makedirs(args.work_dir, exist_ok=True)
     t0 = time.perf_counter()
     rows = run(args)
+    study = Study(args.config)
     summary = summarize(rows)
     md = table(summary, args.methods)
     with open(osp.join(args.work_dir, 'table.md'), 'w') as f:
         f.write(md)
-    from mmengine.config import Config
-    supernet = load_spec(Config.fromfile(DEMO_CONFIG).model.backbone.arch
-                         .to_dict())
-    draw_pareto(summary, args.methods, osp.join(args.work_dir,
-                                                'pareto.png'))
-    if any(r['method'] in ('flops', 'equal') for r in rows):
-        draw_removed(rows, supernet, osp.join(args.work_dir, 'removed.png'))
+    draw_pareto(summary, args.methods, study,
+                osp.join(args.work_dir, 'pareto.png'))
+    if any(r['method'] in SEARCHED for r in rows):
+        draw_removed(rows, study, osp.join(args.work_dir, 'removed.png'))
     print('\n' + md)
     print(f'{time.perf_counter() - t0:.0f} s; results, table and pictures in '
           f'{args.work_dir}')

@@ -17,6 +17,7 @@ import torch
 
 from atomnas_mm.models.arch import load_spec
 from atomnas_mm.models.checkpoint import load_checkpoint_file
+from atomnas_mm.utils.seams import plain_history_buffers
 from tests.conftest import (ROOT, TINY_SPEC, image_classifier,
                             search_cfg)
 
@@ -128,7 +129,8 @@ def test_deploy_takes_ema_weights_and_loads_strictly(search_dir, tmp_path):
 def test_deploy_without_ema_takes_state_dict(search_dir, tmp_path):
     ckpt = _load(osp.join(search_dir, 'epoch_2.pth'))
     del ckpt['ema_state_dict']
-    torch.save(ckpt, tmp_path / 'plain.pth')
+    with plain_history_buffers():  # as our CheckpointHook writes it
+        torch.save(ckpt, tmp_path / 'plain.pth')
     out = export_arch.main([str(tmp_path / 'plain.pth'), '--deploy'])
     deployed = _load(out['deploy'])
     assert deployed['meta']['ema'] is False
@@ -194,7 +196,8 @@ def test_spec_contradicting_weights_is_refused(search_dir, tmp_path):
     ckpt = _load(osp.join(search_dir, 'epoch_2.pth'))
     ckpt['meta']['atomnas_spec'] = copy.deepcopy(TINY_SPEC)  # the supernet
     path = tmp_path / 'lying.pth'
-    torch.save(ckpt, path)
+    with plain_history_buffers():  # as our CheckpointHook writes it
+        torch.save(ckpt, path)
     with pytest.raises(SystemExit, match=r'lying.pth: its spec .* says '
                        r'blocks\[\d\] has kernels .* but its weights'):
         export_arch.main([str(path), '--deploy', '--out-dir',
