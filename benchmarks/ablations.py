@@ -93,19 +93,23 @@ def _fit(make, macs, target: float, hi: float = 1.0):
     return make(lo)
 
 
-def uniform_spec(study: Study, target: float) -> ArchSpec:
-    """Every kernel of every block keeps the same fraction of its atoms
-    (at least one atom per block without residual)."""
-    def thinned(f: float) -> ArchSpec:
-        spec = copy.deepcopy(study.supernet)
-        for b in spec.blocks:
-            kept = {k: int(n * f) for k, n in b.kernels.items()}
-            if not any(kept.values()) and not b.has_residual:
-                kept[min(b.kernels)] = 1
-            b.kernels = {k: n for k, n in kept.items() if n}
-        return spec
+def thinned_spec(supernet: ArchSpec, factor: float) -> ArchSpec:
+    """Every kernel of every block keeps ``int(atoms x factor)`` atoms (at
+    least one per block without residual, so the net stays connected)."""
+    spec = copy.deepcopy(supernet)
+    for b in spec.blocks:
+        kept = {k: int(n * factor) for k, n in b.kernels.items()}
+        if not any(kept.values()) and not b.has_residual:
+            kept[min(b.kernels)] = 1
+        b.kernels = {k: n for k, n in kept.items() if n}
+    return spec
 
-    return _fit(thinned, study.macs, target)
+
+def uniform_spec(study: Study, target: float) -> ArchSpec:
+    """The supernet thinned uniformly (:func:`thinned_spec`) by the largest
+    factor within the target."""
+    return _fit(lambda f: thinned_spec(study.supernet, f), study.macs,
+                target)
 
 
 def mbv2_spec(study: Study, target: float) -> ArchSpec:

@@ -32,7 +32,7 @@ Five sections, all in one run:
    PyTorch. (A real ImageNet search is out of reach here; see
    benchmarks/README.md for what this does and does not show.)
 
-Timings are round-robin (``bench_block.time_round_robin``), ratios are
+Timings are round-robin (:func:`atomnas_mm.utils.timing.time_round_robin`), ratios are
 medians of same-round ratios (``paired_ratio``). Run under the shared CPU
 lock on an idle machine::
 

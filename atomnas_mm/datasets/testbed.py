@@ -1,10 +1,10 @@
 """The test bed as an mmpretrain data set: memory-mapped arrays, no files
 per image.
 
-The images are made by ``tools/dataset_converters/make_testbed.py`` (12
-classes of patterned outlines in clutter, 32x32 RGB; see that script). The
-data set generates them itself when its cache is missing, so a config alone
-is enough::
+The images are made by :mod:`.testbed_images` (32 classes, each the
+conjunction of two key motifs among distractors, 32x32 RGB; also
+``tools/dataset_converters/make_testbed.py``). The data set generates them
+itself when its cache is missing, so a config alone is enough::
 
     train_dataloader = dict(dataset=dict(
         type='atomnas_mm.TestbedDataset', data_root='data/testbed',
@@ -19,44 +19,20 @@ no ``LoadImageFromFile`` is needed.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os.path as osp
-from types import ModuleType
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from mmpretrain.datasets import BaseDataset
 
 from ..registry import DATASETS
-
-_PKG = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The generator lives with the tools: inside the package (``.mim``, wheel
-# or editable install) or next to it (a source checkout).
-_GENERATOR_PATHS = (
-    osp.join(_PKG, '.mim', 'tools', 'dataset_converters', 'make_testbed.py'),
-    osp.join(osp.dirname(_PKG), 'tools', 'dataset_converters',
-             'make_testbed.py'),
-)
-
-
-def load_generator() -> ModuleType:
-    """Import ``make_testbed.py`` (not a package module) by path."""
-    for path in _GENERATOR_PATHS:
-        if osp.isfile(path):
-            spec = importlib.util.spec_from_file_location(
-                'atomnas_mm_make_testbed', path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-    raise FileNotFoundError(
-        f'make_testbed.py: not found at {" or ".join(_GENERATOR_PATHS)}; '
-        f'reinstall atomnas_mm (pip install -e .) so that its tools ship')
+from . import testbed_images
 
 
 @DATASETS.register_module()
 class TestbedDataset(BaseDataset):
-    """The synthetic test bed (``make_testbed.py``), one split.
+    """The synthetic test bed (:mod:`.testbed_images`), one split.
 
     Args:
         data_root: Cache root of the generator (its sets live in
@@ -100,7 +76,7 @@ class TestbedDataset(BaseDataset):
     # ---------------------------------------------------------------- data
     def _ensure_set(self) -> str:
         """The set's folder, rendered first when missing (and allowed)."""
-        gen = load_generator()
+        gen = testbed_images
         folder = gen.cache_dir(self.data_root, **self.options)
         if not osp.isfile(osp.join(folder, 'meta.json')):
             if not self.generate:
