@@ -317,7 +317,7 @@ def run(args) -> List[dict]:
                 row = res.find(**key)
                 if row is None:
                     row = _one(study, method, target, seed, lam,
-                               searched_spec, args)
+                               searched_spec, args, res)
                     if row is None:
                         continue
                     row.update(key, lam=lam if method == 'flops' else None)
@@ -333,8 +333,13 @@ def run(args) -> List[dict]:
     return [r for r in res.rows if r['method'] != 'calibrate']
 
 
-def _one(study, method, target, seed, lam, searched_spec, args):
+def _one(study, method, target, seed, lam, searched_spec, args, res):
     work = osp.join(args.work_dir, 'runs', f'{method}_{int(target)}_s{seed}')
+    calibrated = res.find(method='calibrate', target=target, lam=lam)
+    if method == 'flops' and seed == 0 and calibrated is not None:
+        # Calibration ran this very run (seed 0 at this lambda).
+        return {k: v for k, v in calibrated.items()
+                if k not in ('method', 'target', 'lam')}
     if method in SEARCHED:
         cfg = search_cfg(base_cfg(study, work, seed,
                                   study.supernet.to_dict(), args), method,

@@ -95,6 +95,12 @@ def test_quick_study(tmp_path, capsys):
             assert 0.9 * target <= r['macs'] <= target, r['method']
         assert ('top1_no_recal' in r) == (r['method'] in ablations.SEARCHED
                                           or r['method'] == 'calibrate')
+    # flops at seed 0 is the calibration run at the chosen lambda, reused.
+    cal = next(r for r in rows if r['method'] == 'calibrate')
+    flops0 = next(r for r in rows if r['method'] == 'flops'
+                  and r['seed'] == 0)
+    assert flops0['lam'] == cal['lam'] and flops0['spec'] == cal['spec']
+    assert flops0['top1'] == cal['top1']
     searched = next(r for r in rows if r['method'] == 'flops')
     retrained = next(r for r in rows if r['method'] == 'retrain')
     assert retrained['spec'] == searched['spec']
