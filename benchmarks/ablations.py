@@ -228,19 +228,23 @@ def train_and_eval(cfg, study: Study, searched: bool) -> dict:
     from atomnas_mm.engine import BNRecalibrationHook
     from atomnas_mm.engine.utils import find_backbone, find_hook
     t0 = time.perf_counter()
+    result = {}
     with quiet():
         runner = Runner.from_cfg(cfg)
+        recal = find_hook(runner, BNRecalibrationHook)
+        # Recalibration overwrites the BN statistics it evaluates with, so
+        # the evaluation without it comes first: training's own validation
+        # (at its end) runs without recalibration too.
+        if recal is None:
+            raise SystemExit(f'{cfg.filename}: the study needs a '
+                             'BNRecalibrationHook in custom_hooks')
+        recal.enabled = not searched
         runner.train()
-        top1 = runner.val_loop.run()['accuracy/top1']
-        result = dict(top1=float(top1))
         if searched:
-            recal = find_hook(runner, BNRecalibrationHook)
-            recal.enabled = False
-            try:
-                result['top1_no_recal'] = float(
-                    runner.val_loop.run()['accuracy/top1'])
-            finally:
-                recal.enabled = True
+            result['top1_no_recal'] = float(
+                runner.val_loop.run()['accuracy/top1'])
+            recal.enabled = True
+        result['top1'] = float(runner.val_loop.run()['accuracy/top1'])
     spec = find_backbone(runner.model).arch_spec
     result.update(macs=study.macs(spec), spec=spec.to_dict(),
                   seconds=time.perf_counter() - t0)
@@ -374,8 +378,10 @@ def summarize(rows: List[dict]) -> Dict:
     for (target, method), rs in groups.items():
         s = dict(n=len(rs), top1=_ms([r['top1'] for r in rs]),
                  macs=_ms([r['macs'] for r in rs]))
-        if all('top1_no_recal' in r for r in rs):
-            s['no_recal'] = _ms([r['top1_no_recal'] for r in rs])
+        no_recal = [r['top1_no_recal'] for r in rs if 'top1_no_recal' in r]
+        if no_recal:
+            s['no_recal'] = _ms(no_recal)
+            s['n_no_recal'] = len(no_recal)
         ref = {r['seed']: r['top1'] for r in groups.get((target, 'flops'),
                                                           [])}
         diffs = [r['top1'] - ref[r['seed']] for r in rs if r['seed'] in ref]
