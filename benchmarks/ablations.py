@@ -177,6 +177,10 @@ def base_cfg(study: Study, work_dir: str, seed: int, arch, args):
                                         interval=epochs, save_last=False)
     if args.subset:
         cfg.train_dataloader.dataset.indices = args.subset
+    if args.data_root:
+        for split in ('train_dataloader', 'val_dataloader',
+                      'test_dataloader'):
+            cfg[split].dataset.data_root = args.data_root
     for hook in cfg.custom_hooks:
         if hook.type.endswith('BNRecalibrationHook'):
             hook.progress = False
@@ -497,6 +501,8 @@ def parse_args(argv=None):
                    default=list(METHODS))
     p.add_argument('--epochs', type=int, default=None,
                    help="default: the config's")
+    p.add_argument('--data-root', default=None,
+                   help="the data sets' data_root (default: the config's)")
     p.add_argument('--subset', type=int, default=0,
                    help='train on the first N training images only')
     p.add_argument('--weight', type=float, default=None,

@@ -71,11 +71,12 @@ def test_paired_difference_and_its_standard_error():
     assert 'within 2 SE' in ablations.versus(s)
 
 
-def test_quick_study(tmp_path, capsys):
+def test_quick_study(tmp_path, capsys, digits_root):
     threads = torch.get_num_threads()
     try:
         summary = ablations.main([
             '--quick', '--config', DEMO, '--work-dir', str(tmp_path),
+            '--data-root', digits_root,
             '--threads', str(threads), '--epochs', '3', '--subset', '256',
             '--targets', '1.0e6'])
     finally:
