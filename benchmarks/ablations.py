@@ -55,6 +55,7 @@ import torch
 
 import atomnas_mm  # noqa: F401
 from atomnas_mm.models.arch import ArchSpec, count, load_spec
+from atomnas_mm.utils.io import dump_json_atomic
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'atomnas', 'atomnas_testbed.py')
@@ -270,10 +271,7 @@ class Results:
 
     def add(self, row: dict) -> dict:
         self.rows.append(row)
-        tmp = self.path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(self.rows, f)
-        os.replace(tmp, self.path)
+        dump_json_atomic(self.rows, self.path)
         return row
 
 

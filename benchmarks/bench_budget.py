@@ -62,6 +62,7 @@ from atomnas_mm.engine.search.policy import plan_removal
 from atomnas_mm.models.arch import (ArchSpec, LatencyTable, build_cost_model,
                                     count, first_not_divisible, load_spec,
                                     round_spec)
+from atomnas_mm.utils.io import dump_json_atomic
 from atomnas_mm.utils.latency import FullNet, measure_nets, measure_table
 from atomnas_mm.utils.timing import (Timer, add_common_args, calibrate_bn,
                                      paired_ratio, run_sections,
@@ -498,10 +499,7 @@ class Results:
         r = make()
         r['key'] = key
         self.rows.append(r)
-        tmp = self.path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(self.rows, f)
-        os.replace(tmp, self.path)
+        dump_json_atomic(self.rows, self.path)
         return r
 
 

@@ -51,6 +51,7 @@ sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
 
 import atomnas_mm  # noqa: E402,F401
 from atomnas_mm.models.arch import count, load_spec  # noqa: E402
+from atomnas_mm.utils.io import dump_json_atomic  # noqa: E402
 import ablations  # noqa: E402
 
 CONFIG = osp.join(ROOT, 'configs', 'atomnas', 'atomnas_testbed.py')
@@ -344,8 +345,7 @@ def main(argv=None) -> dict:
                           train_images=args.train_images, epochs=args.epochs,
                           lr=args.lr, optimizer=args.optimizer)
             rows.append(result)
-            with open(path, 'w') as f:
-                json.dump(results, f, indent=1)
+            dump_json_atomic(results, path, indent=1)
             raw = ('' if result['top1_raw'] is None else
                    f' (raw weights {result["top1_raw"]:6.2f})')
             print(f'  {factor:g}x seed {seed}: top-1 {result["top1"]:6.2f}'
@@ -357,8 +357,7 @@ def main(argv=None) -> dict:
     step_rows = steps(summary)
     results.update(summary={f'{k:g}': v for k, v in summary.items()},
                    steps=step_rows, load_at_end=list(os.getloadavg()))
-    with open(path, 'w') as f:
-        json.dump(results, f, indent=1)
+    dump_json_atomic(results, path, indent=1)
     md = table(summary, step_rows, results['baselines'], args.threads)
     with open(osp.join(args.work_dir, 'table.md'), 'w') as f:
         f.write(md)
