@@ -110,7 +110,7 @@ optim_wrapper = dict(
     }),
     penalty=dict(weight=1.0e-4, ramp_epochs=1, input_size=input_size,
                  cost='macs', target=dict(macs=target_macs),
-                 target_by=0.5))
+                 target_by=0.75))
 auto_scale_lr = dict(base_batch_size=64, enable=False)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,

@@ -29,7 +29,7 @@ from ...utils.seams import (accumulation_of, is_resuming,
 from ..optimizers.l1_penalty import L1PenaltyMixin
 from ..resume import latest_intact_checkpoint
 from ..search import (BudgetError, EMAImportance, ImportanceTracker,
-                      SearchState, current_alpha, dead_masks, mask_cost,
+                      SearchState, block_relative, current_alpha, dead_masks, mask_cost,
                       parse_penalty, plan_removal, recalibrated_copy,
                       reshape_search, reshape_to_checkpoint,
                       save_deploy_checkpoint)
@@ -550,7 +550,9 @@ class DynamicShrinkHook(Hook):
         """With the net above ``down_to`` (the plan's cost now, or the
         target at ``target_by``): remove the least important atoms
         (``max(|alpha|, |alpha_hat|)``, the quantity the dead rule
-        thresholds) down to it, with the divisor and the keep-one rule.
+        thresholds, relative to its block's mean unless the plan's
+        ``rank`` is ``'global'``) down to it, with the divisor and the
+        keep-one rule.
         Not function-preserving when an atom above the threshold goes:
         logged, and warned of once (the penalty has not caught up with the
         plan). Returns whether anything was removed."""
@@ -568,7 +570,9 @@ class DynamicShrinkHook(Hook):
                         for key, a in alpha.items()}
             every = {key: torch.ones(len(v), dtype=torch.bool)
                      for key, v in strength.items()}
-            removal = plan_removal(spec, every, strength, cm.atom_costs(spec),
+            order = block_relative(strength) if budget.rank == 'block' \
+                else strength
+            removal = plan_removal(spec, every, order, cm.atom_costs(spec),
                                    0.0, self.divisor, excess)
             if removal is None:
                 break

@@ -11,8 +11,11 @@ planned descent of the net's cost instead of driving lambda:
   ``shape='cubic'`` removes more early (Zhu and Gupta's gradual pruning).
 * At every shrink check the dead atoms go first (function-preserving);
   if the net is still above ``plan(t)``, the least important atoms go
-  down to it (``max(|alpha|, |alpha_hat|)`` first, in groups of the
-  channel divisor). A step of the plan is small, so the net adapts as it
+  down to it, in groups of the channel divisor. Importance is
+  ``max(|alpha|, |alpha_hat|)`` relative to its block's mean
+  (``rank='block'``, default): the cost-weighted penalty pulls the gammas
+  of costly blocks lowest, and ranking them against the whole net
+  (``rank='global'``) empties those blocks first. A step of the plan is small, so the net adapts as it
   would to gradual pruning, and lambda meanwhile pushes the unimportant
   atoms to the threshold, so that what goes by rank is mostly nearly dead.
 * Once the net's cost is at or below the target, lambda is 0 for good:
@@ -34,6 +37,7 @@ from typing import Mapping, Optional
 
 TARGET_KEYS = ('macs', 'params', 'latency')
 SHAPES = ('linear', 'cubic')
+RANKS = ('block', 'global')
 
 
 class BudgetError(ValueError):
@@ -76,6 +80,8 @@ class BudgetPlan:
         lead: Fraction of the descent (ramp end to ``by``) by which the plan
             reaches the target early, so that a check or two remain.
         shape: ``'linear'`` or ``'cubic'`` (see the module docstring).
+        rank: ``'block'`` or ``'global'``: what the least important atoms
+            are measured against (see the module docstring).
 
     Attributes:
         done: The target was reached (lambda is 0 from then on).
@@ -86,7 +92,7 @@ class BudgetPlan:
     """
 
     def __init__(self, target: float, initial: float, lead: float = 0.2,
-                 shape: str = 'linear') -> None:
+                 shape: str = 'linear', rank: str = 'block') -> None:
         if not 0 < target < initial:
             raise BudgetError(f'target {target:g} must be below the '
                               f'supernet\'s cost {initial:g}')
@@ -96,7 +102,11 @@ class BudgetPlan:
         if shape not in SHAPES:
             raise BudgetError(f'penalty.plan.shape: one of {SHAPES}, got '
                               f'{shape!r}')
+        if rank not in RANKS:
+            raise BudgetError(f'penalty.plan.rank: one of {RANKS}, got '
+                              f'{rank!r}')
         self.target = float(target)
+        self.rank = rank
         self.initial = float(initial)
         self.lead = float(lead)
         self.shape = shape

@@ -50,6 +50,32 @@ def mask_cost(masks: Mapping[Key, torch.Tensor],
                      for key, m in masks.items()))
 
 
+def block_relative(strength: Mapping[Key, torch.Tensor]
+                   ) -> Dict[Key, torch.Tensor]:
+    """Each atom's strength divided by the mean strength of its block (all
+    kernels together).
+
+    The cost-weighted penalty pulls every gamma of a costly block harder,
+    so a block's level says more about its cost than about its atoms'
+    use; within a block the pull is (nearly) the same, so the order
+    there is the task's. Ranking by this ratio removes a block's weakest
+    atoms relative to their neighbours and never empties a block before
+    every other has come down to its own weakest. A block whose atoms are
+    all 0 keeps 0.
+    """
+    totals: Dict[int, List[float]] = {}
+    for (i, _), s in strength.items():
+        acc = totals.setdefault(i, [0.0, 0])
+        acc[0] += float(s.abs().sum())
+        acc[1] += s.numel()
+    out = {}
+    for key, s in strength.items():
+        total, n = totals[key[0]]
+        mean = total / n if n else 0.0
+        out[key] = s.abs() / mean if mean > 0 else s.abs()
+    return out
+
+
 @dataclass
 class RemovalPlan:
     """What a shrink removes.

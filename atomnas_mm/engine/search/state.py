@@ -27,8 +27,8 @@ from .budget import BudgetError, BudgetPlan, parse_target
 PENALTY_DEFAULTS = dict(
     weight=0.0, ramp_epochs=0, ramp_iters=None, cost=None,
     equal_penalty=False, lut=None, batch=1, input_size=224, num_classes=None,
-    target=None, target_by=0.5, plan=None)
-PLAN_KEYS = ('lead', 'shape')
+    target=None, target_by=0.75, plan=None)
+PLAN_KEYS = ('lead', 'shape', 'rank')
 
 
 def parse_penalty(penalty: Optional[Mapping]) -> dict:
@@ -42,7 +42,8 @@ def parse_penalty(penalty: Optional[Mapping]) -> dict:
     ``batch``, ``input_size``, ``num_classes`` (default: the model head's),
     ``target`` (``dict(macs=...)``, ``params`` or ``latency`` in ms),
     ``target_by`` (fraction of training) and ``plan``
-    (``dict(lead=0.2, shape='linear')`` of :class:`BudgetPlan`).
+    (``dict(lead=0.2, shape='linear', rank='block')`` of
+    :class:`BudgetPlan`).
 
     Raises:
         ValueError / BudgetError: one line naming the option and the fix.

@@ -10,6 +10,7 @@ import torch
 from mmengine.runner import Runner
 
 from atomnas_mm.engine import DynamicShrinkHook
+from atomnas_mm.engine.utils import ema_backbone, find_ema_hook
 from atomnas_mm.models import load_spec
 from atomnas_mm.models.arch import build_cost_model, first_not_divisible
 from atomnas_mm.models.checkpoint import load_checkpoint_file
@@ -40,6 +41,13 @@ def _scalars(work_dir):
                                'scalars.json'))
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def _set_gammas(backbone, values):
+    with torch.no_grad():
+        for i, block in enumerate(backbone.blocks):
+            for k, bn in block.importance_bns().items():
+                bn.weight.copy_(values[(i, k)])
 
 
 def _group_cost(divisor=4):
@@ -207,3 +215,60 @@ def test_a_short_schedule_is_said_at_start_and_when_it_happens(
     summary = next(line for line in log.splitlines()
                    if 'AtomNAS: searched net' in line)
     assert 'target reached at step' in summary and 'by rank' in summary
+
+
+@pytest.mark.parametrize('rank', ['block', 'global'])
+def test_ranked_removal_against_the_block_or_the_net(tmp_path, digits_root,
+                                                     rank):
+    """The real hook and transaction on gammas set by hand: block 0 (the
+    costliest per atom) low as a whole, as the cost-weighted penalty leaves
+    it. Ranked against the net, the plan empties it; against its block's
+    mean, the blocks lose their own weakest and block 0 is not emptied."""
+    cfg = budget_cfg(tmp_path, digits_root, max_epochs=2,
+                     plan=dict(rank=rank))
+    shrink = cfg.custom_hooks[0]
+    shrink.importance = 'ema'  # alpha_hat: the EMA copy's gammas
+    shrink.pop('momentum')
+    runner = Runner.from_cfg(cfg)
+    # What Runner.train does before its loop runs.
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.train_loop  # built on first use: max_iters
+    runner.call_hook('before_run')
+    runner.call_hook('before_train')
+    hook = _hook(runner)
+    net = hook._net(runner)
+    g = torch.Generator().manual_seed(0)
+    before = hook.importances(runner)[0]
+    assert before  # the searchable kernels
+    # Gammas: block 0 in [0.05, 0.15], others in [0.3, 1.0]; alpha_hat is
+    # the EMA copy's, set to the same.
+    nets = (net, ema_backbone(find_ema_hook(runner)))
+    values = {key: (0.05 + 0.1 * torch.rand(len(v), generator=g)
+                    if key[0] == 0 else
+                    0.3 + 0.7 * torch.rand(len(v), generator=g))
+              for key, v in before.items()}
+    for n in nets:
+        _set_gammas(n, values)
+    alpha, alpha_hat = hook.importances(runner)
+    for key, v in values.items():
+        assert torch.equal(alpha[key], v) and torch.equal(alpha_hat[key], v)
+    spec0 = net.arch_spec
+    atoms0 = {i: sum(b.kernels.values()) for i, b in enumerate(spec0.blocks)}
+    down_to = hook.cost - 0.6 * (hook.cost - hook.state.budget.target)
+    assert hook.remove_ranked(runner, down_to, 'the plan', done_iters=1)
+    spec1 = net.arch_spec
+    atoms1 = {i: sum(b.kernels.values()) for i, b in enumerate(spec1.blocks)}
+    assert hook.cost <= down_to
+    lost = {i: atoms0[i] - atoms1[i] for i in atoms0}
+    if rank == 'global':
+        assert atoms1[0] == 4  # what the keep-one rule and divisor 4 keep
+    else:
+        assert atoms1[0] > 16 and all(n > 0 for n in lost.values())
+    # The atoms kept in every block are its strongest before the removal.
+    after = hook.importances(runner)[0]
+    for key, v in after.items():
+        if len(v):
+            kept = set(v.tolist())
+            gone = set(values[key].tolist()) - kept
+            if gone:
+                assert max(gone) <= min(kept)

@@ -75,6 +75,10 @@ def test_parse_and_bounds():
         BudgetPlan(100.0, 400.0, lead=1.0)
     with pytest.raises(BudgetError, match='shape'):
         BudgetPlan(100.0, 400.0, shape='log')
+    with pytest.raises(BudgetError, match=r"penalty.plan.rank: one of "
+                       r"\('block', 'global'\), got 'net'"):
+        BudgetPlan(100.0, 400.0, rank='net')
+    assert BudgetPlan(100.0, 400.0).rank == 'block'
 
 
 def test_the_old_controller_option_is_refused_in_one_line():

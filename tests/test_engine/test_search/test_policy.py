@@ -3,7 +3,7 @@ costs, no model, no Runner."""
 import pytest
 import torch
 
-from atomnas_mm.engine.search import dead_masks, plan_removal
+from atomnas_mm.engine.search import block_relative, dead_masks, plan_removal
 from atomnas_mm.models.arch import load_spec
 
 SPEC = load_spec(dict(
@@ -118,3 +118,40 @@ def test_budget_with_divisor_takes_whole_groups():
     plan = plan_removal(SPEC, dead, _strength(), COST, delta=0, divisor=4,
                         budget=22)
     assert plan.atoms == 8 and len(plan.keep[1][3]) == 8
+
+
+def test_block_relative_ranking_spares_a_block_the_penalty_pulled_low():
+    # Block 0 (costly) pulled low as a whole, block 1 high; each has a
+    # spread of its own. Ranked against the whole net, block 0 goes first,
+    # all of it; against its block's mean, both lose their weakest.
+    strength = {(0, 3): torch.linspace(0.02, 0.06, 8),
+                (0, 5): torch.linspace(0.03, 0.07, 8),
+                (1, 3): torch.linspace(0.2, 1.0, 16),
+                (1, 7): torch.linspace(0.3, 0.9, 8)}
+    every = {key: torch.ones(len(v), dtype=torch.bool)
+             for key, v in strength.items()}
+    budget = 200.0  # about half the net's cost (10*8 + 20*8 + 5*16 + 7*8)
+    flat = plan_removal(SPEC, every, strength, COST, 0.0, budget=budget)
+    rel = plan_removal(SPEC, every, block_relative(strength), COST, 0.0,
+                       budget=budget)
+    assert sum(len(v) for v in flat.keep[0].values()) <= 2  # of 16
+    assert 1 not in flat.keep  # block 1 untouched
+    kept0 = sum(len(v) for v in rel.keep[0].values())
+    kept1 = sum(len(v) for v in rel.keep[1].values())
+    assert 4 <= kept0 < 16 and kept1 < 24
+    # Within a block the order is unchanged: the weakest went.
+    assert rel.keep[1][3].tolist() == list(range(16 - len(rel.keep[1][3]),
+                                                 16))
+    assert abs(rel.cost - budget) <= 20
+
+
+def test_block_relative_values():
+    strength = {(0, 3): torch.tensor([1.0, 3.0]),
+                (0, 5): torch.tensor([-2.0, 2.0]),  # signs do not matter
+                (1, 3): torch.zeros(3)}
+    out = block_relative(strength)
+    assert torch.allclose(out[(0, 3)], torch.tensor([0.5, 1.5]))
+    assert torch.allclose(out[(0, 5)], torch.tensor([1.0, 1.0]))
+    assert torch.equal(out[(1, 3)], torch.zeros(3))  # all 0 stays 0
+    # Before and after: the input is not changed.
+    assert strength[(0, 5)].tolist() == [-2.0, 2.0]
