@@ -451,38 +451,51 @@ def draw_pareto(summary: Dict, methods, study: Study, path: str) -> None:
 
 def draw_removed(rows: List[dict], study: Study, path: str) -> None:
     """Fig. 6 style: share of each block's kernel atoms removed by each
-    penalty (mean over seeds, the smallest target)."""
+    penalty (mean over seeds), a column per target."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     supernet = study.supernet
-    target = min(r['target'] for r in rows)
+    targets = sorted({r['target'] for r in rows
+                      if r['method'] in SEARCHED}, reverse=True)
     kernels = sorted({k for b in supernet.blocks for k in b.kernels})
     methods = [m for m in SEARCHED
                if any(r['method'] == m for r in rows)]
-    fig, axes = plt.subplots(len(methods), 1, sharex=True, squeeze=False,
-                             figsize=(7, 2.4 * len(methods) + 0.6),
+    if not methods:
+        return
+    fig, axes = plt.subplots(len(methods), len(targets), sharex=True,
+                             sharey=True, squeeze=False,
+                             figsize=(5 * len(targets) + 1,
+                                      2.4 * len(methods) + 0.6),
                              layout='constrained')
     width = 0.8 / len(kernels)
-    for ax, m in zip(axes[:, 0], methods):
-        specs = [load_spec(r['spec']) for r in rows
-                 if r['method'] == m and r['target'] == target]
-        for j, k in enumerate(kernels):
-            share = []
-            for i, b in enumerate(supernet.blocks):
-                n = b.kernels.get(k, 0)
-                left = statistics.mean(s.blocks[i].kernels.get(k, 0)
-                                       for s in specs)
-                share.append(100 * (n - left) / n if n else 0)
-            ax.bar([i + 2 + (j - 1) * width for i in range(len(share))],
-                   share, width, label=f'{k}x{k}')
-        ax.set_ylabel(f'{m}\nremoved (%)')
-        ax.set_ylim(0, 100)
-        ax.grid(axis='y', alpha=0.3)
+    for col, target in enumerate(targets):
+        for ax, m in zip(axes[:, col], methods):
+            specs = [load_spec(r['spec']) for r in rows
+                     if r['method'] == m and r['target'] == target]
+            ax.set_ylim(0, 100)
+            ax.grid(axis='y', alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(f'{m}\nremoved (%)')
+            if ax is axes[0, col]:
+                ax.set_title(f'target {target / 1e6:.2f}M MACs',
+                             fontsize=9)
+            if not specs:  # not run (yet) at this target
+                continue
+            for j, k in enumerate(kernels):
+                share = []
+                for i, b in enumerate(supernet.blocks):
+                    n = b.kernels.get(k, 0)
+                    left = statistics.mean(s.blocks[i].kernels.get(k, 0)
+                                           for s in specs)
+                    share.append(100 * (n - left) / n if n else 0)
+                ax.bar([i + 2 + (j - 1) * width for i in range(len(share))],
+                       share, width, label=f'{k}x{k}')
     axes[0, 0].legend(ncol=len(kernels), fontsize=8)
-    axes[-1, 0].set_xlabel('block')
-    fig.suptitle(f'atoms removed per block and kernel, target '
-                 f'{target / 1e6:.2f}M MACs', fontsize=10)
+    for ax in axes[-1]:
+        ax.set_xlabel('block')
+    fig.suptitle('atoms removed per block and kernel (mean over seeds)',
+                 fontsize=10)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

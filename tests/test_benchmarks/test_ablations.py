@@ -111,3 +111,18 @@ def test_quick_study(tmp_path, capsys, digits_root):
     for name in ('pareto.png', 'removed.png'):
         with open(tmp_path / name, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_removed_picture_with_a_method_missing_at_one_target(study,
+                                                             tmp_path):
+    """Targets run at different times (--resume): a method present at one
+    target only still draws (the study crashed here once)."""
+    sup = study.supernet.to_dict()
+    half = ablations.uniform_spec(study, 1.0e6).to_dict()
+    rows = [dict(method='flops', target=t, seed=0, spec=half, top1=90.0,
+                 macs=1.0e6) for t in (1.0e6, 0.6e6)]
+    rows.append(dict(method='budget', target=1.0e6, seed=0, spec=sup,
+                     top1=90.0, macs=1.0e6))
+    path = str(tmp_path / 'removed.png')
+    ablations.draw_removed(rows, study, path)
+    assert osp.getsize(path) > 1000
