@@ -15,9 +15,10 @@ planned descent of the net's cost instead of driving lambda:
   ``max(|alpha|, |alpha_hat|)`` relative to its block's mean
   (``rank='block'``, default): the cost-weighted penalty pulls the gammas
   of costly blocks lowest, and ranking them against the whole net
-  (``rank='global'``) empties those blocks first. A step of the plan is small, so the net adapts as it
-  would to gradual pruning, and lambda meanwhile pushes the unimportant
-  atoms to the threshold, so that what goes by rank is mostly nearly dead.
+  (``rank='global'``) empties those blocks first. A step of the plan is
+  small, so the net adapts as it would to gradual pruning, and lambda
+  meanwhile pushes the unimportant atoms to the threshold, so that what
+  goes by rank is mostly nearly dead.
 * Once the net's cost is at or below the target, lambda is 0 for good:
   atoms never come back and removal stops at the target, so more penalty
   would only shrink gammas of atoms that may no longer go. The rest of

@@ -81,6 +81,19 @@ def test_parse_and_bounds():
     assert BudgetPlan(100.0, 400.0).rank == 'block'
 
 
+def test_defaults_of_a_budget():
+    """What the budget guide promises: the target is due by 3/4 of
+    training and ranked removal is measured against the block."""
+    from atomnas_mm.engine.search import parse_penalty
+    cfg = parse_penalty(dict(weight=1e-4, target=dict(macs=1e6)))
+    assert cfg['target_by'] == 0.75
+    assert BudgetPlan(1e6, 4e6, **dict(cfg['plan'] or {})).rank == 'block'
+    with pytest.raises(BudgetError, match=r"penalty.plan: unknown option "
+                       r"'order'"):
+        parse_penalty(dict(weight=1e-4, target=dict(macs=1e6),
+                           plan=dict(order='block')))
+
+
 def test_the_old_controller_option_is_refused_in_one_line():
     from atomnas_mm.engine.search import parse_penalty
     with pytest.raises(BudgetError, match='penalty.controller: a budget no '
