@@ -30,8 +30,8 @@ from ..optimizers.l1_penalty import L1PenaltyMixin
 from ..resume import latest_intact_checkpoint
 from ..search import (BudgetError, EMAImportance, ImportanceTracker,
                       SearchState, block_relative, current_alpha,
-                      dead_masks, mask_cost, parse_penalty, plan_removal, recalibrated_copy,
-                      reshape_search, reshape_to_checkpoint,
+                      dead_masks, mask_cost, parse_penalty, plan_removal,
+                      recalibrated_copy, reshape_search, reshape_to_checkpoint,
                       save_deploy_checkpoint)
 from ..utils import (ema_backbone, find_backbone, find_ema_hook, find_hook,
                      optimizer_stepped, unwrap)

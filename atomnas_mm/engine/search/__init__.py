@@ -13,6 +13,6 @@ from .transaction import reshape_search, reshape_to_checkpoint
 __all__ = ['BudgetPlan', 'BudgetError', 'parse_target',
            'EMAImportance', 'ImportanceTracker', 'current_alpha',
            'warmup_decay', 'RemovalPlan', 'block_relative', 'dead_masks',
-           'mask_cost', 'plan_removal', 'SearchState', 'parse_penalty', 'reshape_search',
-           'reshape_to_checkpoint', 'recalibrated_copy',
+           'mask_cost', 'plan_removal', 'SearchState', 'parse_penalty',
+           'reshape_search', 'reshape_to_checkpoint', 'recalibrated_copy',
            'save_deploy_checkpoint']
